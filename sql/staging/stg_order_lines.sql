@@ -1,0 +1,109 @@
+-- Grain: one row per raw order line, typed and trimmed, with one line_status
+-- that says what the pipeline does with it. Statuses are exclusive and checked
+-- in this order: duplicate, invalid, missing_customer, cancellation, return,
+-- non_product, zero_price, sale. Only 'sale' lines feed purchase features;
+-- 'cancellation' and 'return' lines feed the return rate.
+create or replace view mkt.stg_order_lines as
+
+with
+
+source as (
+    select * from raw.order_lines
+),
+
+trimmed as (
+    select
+        load_id,
+        source_file,
+        source_line,
+        -- Spreadsheet exports turn numeric ids into floats such as '17850.0'.
+        nullif(regexp_replace(trim(customer_id), '^([0-9]+)\.0+$', '\1'), '') as customer_id,
+        nullif(trim(order_id), '') as order_id,
+        nullif(trim(ordered_at), '') as ordered_at_text,
+        nullif(trim(product_id), '') as product_id,
+        nullif(trim(quantity), '') as quantity_text,
+        nullif(trim(unit_price), '') as unit_price_text,
+        nullif(trim(description), '') as description,
+        nullif(trim(country), '') as country,
+    from source
+),
+
+typed as (
+    select
+        *,
+        coalesce(
+            try_cast(ordered_at_text as timestamp),
+            try_strptime(ordered_at_text, '%Y%m%d')
+        ) as ordered_at,
+        try_cast(quantity_text as double) as quantity,
+        try_cast(unit_price_text as double) as unit_price,
+    from trimmed
+),
+
+-- An exact duplicate repeats every source value of an earlier line of the same
+-- file; the first occurrence is kept.
+numbered as (
+    select
+        *,
+        row_number() over (
+            partition by
+                source_file, customer_id, order_id, ordered_at_text, product_id,
+                quantity_text, unit_price_text, description, country
+            order by source_line
+        ) as occurrence,
+    from typed
+),
+
+flagged as (
+    select
+        *,
+        occurrence > 1 as is_duplicate,
+        order_id is null or product_id is null
+            or ordered_at is null or quantity is null or unit_price is null as is_invalid,
+        customer_id is null as is_missing_customer,
+        upper(order_id) like 'C%' as is_cancellation,
+        quantity < 0 as is_negative_quantity,
+        exists (
+            select 1
+            from mkt.non_product_codes as codes
+            where regexp_full_match(upper(numbered.product_id), upper(codes.pattern))
+        ) as is_non_product,
+        unit_price = 0 as is_zero_price,
+    from numbered
+),
+
+final as (
+    select
+        load_id,
+        source_file,
+        source_line,
+        customer_id,
+        order_id,
+        ordered_at,
+        product_id,
+        quantity,
+        unit_price,
+        quantity * unit_price as amount,
+        description,
+        country,
+        is_duplicate,
+        is_invalid,
+        is_missing_customer,
+        is_cancellation,
+        is_negative_quantity,
+        is_non_product,
+        is_zero_price,
+        case
+            when is_duplicate then 'duplicate'
+            when is_invalid then 'invalid'
+            when is_missing_customer then 'missing_customer'
+            when is_cancellation then 'cancellation'
+            when is_negative_quantity then 'return'
+            when is_non_product then 'non_product'
+            when is_zero_price or unit_price < 0 then 'zero_price'
+            else 'sale'
+        end as line_status,
+    from flagged
+)
+
+select * from final

@@ -1,0 +1,33 @@
+"""Open a duckmkt database file with the views installed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import duckdb
+
+from duckmkt import sql_views
+from duckmkt.errors import DuckmktError
+from duckmkt.i18n import _
+
+logger = logging.getLogger(__name__)
+
+
+def connect_database(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (or create) the database at ``path`` and install the views.
+
+    A read-only connection expects the views to be installed already.
+    """
+    path = Path(path)
+    if read_only and not path.exists():
+        raise DuckmktError(_("Database file {path} not found; create it with 'duckmkt load'.").format(path=path))
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as error:
+        raise DuckmktError(
+            _("Could not open database {path}: {error}").format(path=path, error=error)
+        ) from error
+    if not read_only:
+        sql_views.install(con)
+    return con
