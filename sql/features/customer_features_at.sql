@@ -70,9 +70,9 @@ final as (
         recency_days,
         tenure_days,
         frequency::double as frequency,
-        monetary_value,
-        avg_order_value,
-        max_order_value,
+        monetary_value::double as monetary_value,
+        avg_order_value::double as avg_order_value,
+        max_order_value::double as max_order_value,
         -- Mean gap between orders; undefined (NULL) for a single order.
         case
             when frequency > 1 then (tenure_days - recency_days) / (frequency - 1)
@@ -80,15 +80,15 @@ final as (
         frequency / greatest(tenure_days, 1.0) * 30.0 as orders_per_month,
         n_orders_30d::double as n_orders_30d,
         n_orders_90d::double as n_orders_90d,
-        spend_30d,
-        spend_90d,
-        spend_180d,
+        spend_30d::double as spend_30d,
+        spend_90d::double as spend_90d,
+        spend_180d::double as spend_180d,
         n_products::double as n_products,
-        avg_items_per_order,
-        avg_unit_price,
+        avg_items_per_order::double as avg_items_per_order,
+        avg_unit_price::double as avg_unit_price,
         coalesce(n_returns, 0)::double as n_returns,
         -- Share of bought value that went back; 0 when nothing was returned.
-        coalesce(returned_amount, 0) / (monetary_value + coalesce(returned_amount, 0)) as return_rate,
+        (coalesce(returned_amount, 0) / (monetary_value + coalesce(returned_amount, 0)))::double as return_rate,
     from order_stats
     left join product_stats using (customer_id)
     left join return_stats using (customer_id)

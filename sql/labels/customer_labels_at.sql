@@ -37,7 +37,7 @@ final as (
         cutoff::date as cutoff_date,
         coalesce(n_orders_horizon, 0) as n_orders_horizon,
         (coalesce(n_orders_horizon, 0) > 0)::integer as purchased,
-        coalesce(spend_horizon, 0.0) as spend,
+        coalesce(spend_horizon, 0)::double as spend,
         (future.customer_id is null)::integer as churned,
     from active
     left join future using (customer_id)

@@ -35,8 +35,10 @@ typed as (
             try_cast(ordered_at_text as timestamp),
             try_strptime(ordered_at_text, '%Y%m%d')
         ) as ordered_at,
-        try_cast(quantity_text as double) as quantity,
-        try_cast(unit_price_text as double) as unit_price,
+        -- DECIMAL keeps sums exact, so features do not depend on the order
+        -- in which parallel threads add up floating-point amounts.
+        try_cast(quantity_text as decimal(38, 8)) as quantity,
+        try_cast(unit_price_text as decimal(38, 8)) as unit_price,
     from trimmed
 ),
 

@@ -1,0 +1,78 @@
+"""Shared fixtures: the real datasets and databases built from them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from duckmkt.database import connect_database
+from duckmkt.loading import load_orders
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+ONLINE_RETAIL = SHARED_DATA / "online_retail" / "online_retail.csv.gz"
+
+# Customers whose id falls in the first 10 of 100 md5 buckets: about 430 of
+# the 4,372, enough for a small model that trains in seconds.
+SMALL_SUBSET_SQL = """
+copy (
+    select *
+    from read_csv('{source}', all_varchar = true, header = true)
+    where CustomerID is not null
+      and (('0x' || left(md5(CustomerID), 8))::bigint % 100) < 10
+) to '{target}' (format csv, header true)
+"""
+
+
+@pytest.fixture(scope="session")
+def online_retail_path() -> Path:
+    if not ONLINE_RETAIL.is_file():
+        pytest.fail(f"The Online Retail data is missing at {ONLINE_RETAIL}; the tests need ../shared/data.")
+    return ONLINE_RETAIL
+
+
+@pytest.fixture(scope="session")
+def online_retail_db(tmp_path_factory, online_retail_path) -> Path:
+    """A database file with the full Online Retail data loaded (read it, do not write)."""
+    path = tmp_path_factory.mktemp("online_retail") / "online_retail.duckdb"
+    con = connect_database(path)
+    load_orders(con, online_retail_path)
+    con.close()
+    return path
+
+
+@pytest.fixture
+def online_retail_con(online_retail_db):
+    """A read-only connection to the full Online Retail database."""
+    con = duckdb.connect(str(online_retail_db), read_only=True)
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="session")
+def small_orders_csv(tmp_path_factory, online_retail_path) -> Path:
+    """The real invoice lines of about 430 Online Retail customers, as CSV."""
+    path = tmp_path_factory.mktemp("small") / "online_retail_small.csv"
+    duckdb.connect().execute(SMALL_SUBSET_SQL.format(source=online_retail_path, target=path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_db(tmp_path_factory, small_orders_csv) -> Path:
+    """A database file with the small real subset loaded."""
+    path = tmp_path_factory.mktemp("small_db") / "small.duckdb"
+    con = connect_database(path)
+    load_orders(con, small_orders_csv)
+    con.close()
+    return path
+
+
+@pytest.fixture
+def small_db_copy(tmp_path, small_db) -> Path:
+    """A private copy of the small database that a test may change."""
+    target = tmp_path / "small.duckdb"
+    shutil.copy(small_db, target)
+    return target

@@ -1,0 +1,151 @@
+"""Point-in-time features and forward-looking labels."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+import pytest
+
+from duckmkt.features import FEATURE_NAMES, KEY_COLUMNS, features_at
+
+CUTOFF = "2011-06-01"
+
+
+def feature_frame(con, cutoff: str = CUTOFF) -> pl.DataFrame:
+    return features_at(con, cutoff)
+
+
+def test_feature_columns_match_catalog(online_retail_con):
+    columns = feature_frame(online_retail_con).columns
+
+    assert tuple(columns) == KEY_COLUMNS + FEATURE_NAMES
+
+
+def test_one_row_per_customer(online_retail_con):
+    frame = feature_frame(online_retail_con)
+
+    assert frame.height > 0
+    assert frame["customer_id"].n_unique() == frame.height
+
+
+def test_features_ignore_rows_at_or_after_cutoff(small_db_copy):
+    con = duckdb.connect(str(small_db_copy))
+    before = feature_frame(con)
+
+    # Change every line at or after the cutoff, and add new lines after it for
+    # an existing customer and for a new one.
+    con.execute(
+        """
+        update raw.order_lines
+        set quantity = '999', unit_price = '1000'
+        where try_cast(ordered_at as timestamp) >= ?::timestamp
+        """,
+        [CUTOFF],
+    )
+    existing = before["customer_id"][0]
+    con.execute(
+        """
+        insert into raw.order_lines values
+            ('test', 'late.csv', 2, ?, '999001', ?, '85123A', '50', '2.55', 'LATE LINE', 'United Kingdom'),
+            ('test', 'late.csv', 3, '99999', '999002', '2011-07-01 10:00:00', '85123A', '5', '2.55', 'NEW CUSTOMER', 'France')
+        """,
+        [existing, f"{CUTOFF} 00:00:00"],
+    )
+    after = feature_frame(con)
+    n_changed = con.execute(
+        "select count(*) from raw.order_lines where quantity = '999' and unit_price = '1000'"
+    ).fetchall()[0][0]
+    con.close()
+
+    assert n_changed > 0
+    assert after.equals(before)
+
+
+def test_features_see_rows_just_before_cutoff(small_db_copy):
+    con = duckdb.connect(str(small_db_copy))
+    before = feature_frame(con)
+    customer = before["customer_id"][0]
+    con.execute(
+        """
+        insert into raw.order_lines values
+            ('test', 'early.csv', 2, ?, '999003', ?, '85123A', '10', '3.00', 'EARLY LINE', 'United Kingdom')
+        """,
+        [customer, "2011-05-31 23:59:00"],
+    )
+    after = feature_frame(con).filter(pl.col("customer_id") == customer)
+    con.close()
+
+    assert after["n_orders_30d"][0] == before.filter(pl.col("customer_id") == customer)["n_orders_30d"][0] + 1
+    assert after["recency_days"][0] == pytest.approx(1 / 1440)
+
+
+def test_customer_features_view_uses_latest_date(online_retail_con):
+    cutoff = online_retail_con.execute("select distinct cutoff_date::varchar from mkt.customer_features").fetchall()
+    n_rows = online_retail_con.execute("select count(*) from mkt.customer_features").fetchall()[0][0]
+    n_buyers = online_retail_con.execute("select count(distinct customer_id) from mkt.int_sales").fetchall()[0][0]
+
+    assert cutoff == [("2011-12-10",)]
+    assert n_rows == n_buyers
+
+
+def test_single_order_customers_have_null_gap(online_retail_con):
+    frame = feature_frame(online_retail_con)
+    single = frame.filter(pl.col("frequency") == 1)
+    repeat = frame.filter(pl.col("frequency") > 1)
+
+    assert single.height > 0
+    assert single["mean_days_between_orders"].null_count() == single.height
+    assert repeat["mean_days_between_orders"].null_count() == 0
+
+
+def test_rfm_matches_direct_sql(online_retail_con):
+    frame = feature_frame(online_retail_con).filter(pl.col("customer_id") == "12347")
+    expected = online_retail_con.execute(
+        """
+        select count(distinct order_id), sum(quantity * unit_price)
+        from mkt.stg_order_lines
+        where customer_id = '12347' and line_status = 'sale' and ordered_at < ?::timestamp
+        """,
+        [CUTOFF],
+    ).fetchall()[0]
+
+    assert frame["frequency"][0] == expected[0]
+    assert frame["monetary_value"][0] == pytest.approx(float(expected[1]))
+
+
+def test_labels_look_forward_only(online_retail_con):
+    labels = online_retail_con.execute(
+        """
+        select customer_id, purchased, spend, churned
+        from mkt.customer_labels_at(?::date, 60, 120)
+        where customer_id = '12347'
+        """,
+        [CUTOFF],
+    ).fetchall()
+    future = online_retail_con.execute(
+        """
+        select
+            count(*) filter (where ordered_at < ?::timestamp + interval 60 day),
+            coalesce(sum(order_value) filter (where ordered_at < ?::timestamp + interval 60 day), 0),
+            count(*) filter (where ordered_at < ?::timestamp + interval 120 day),
+        from mkt.int_orders
+        where customer_id = '12347' and ordered_at >= ?::timestamp
+        """,
+        [CUTOFF, CUTOFF, CUTOFF, CUTOFF],
+    ).fetchall()[0]
+
+    _, purchased, spend, churned = labels[0]
+    assert purchased == int(future[0] > 0)
+    assert spend == pytest.approx(float(future[1]))
+    assert churned == int(future[2] == 0)
+
+
+def test_labels_cover_the_feature_customers(online_retail_con):
+    n_features = online_retail_con.execute(
+        "select count(*) from mkt.customer_features_at(?::date)", [CUTOFF]
+    ).fetchall()[0][0]
+    n_labels = online_retail_con.execute(
+        "select count(*) from mkt.customer_labels_at(?::date, 60, 120)", [CUTOFF]
+    ).fetchall()[0][0]
+
+    assert n_labels == n_features
