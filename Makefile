@@ -22,9 +22,9 @@ test: $(VENV)/.installed
 
 # Extract the messages, merge them into the Chinese catalog and compile it.
 catalogs: $(VENV)/.installed
-	$(BIN)/pybabel extract --quiet -F babel.cfg -k N_ --no-location --sort-output -o $(LOCALE)/duckmkt.pot src/duckmkt
-	$(BIN)/pybabel update --quiet -i $(LOCALE)/duckmkt.pot -d $(LOCALE) -D duckmkt -l zh_CN --no-fuzzy-matching
-	$(BIN)/pybabel compile --quiet -d $(LOCALE) -D duckmkt --statistics
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output -o $(LOCALE)/duckmkt.pot src/duckmkt
+	$(BIN)/pybabel update -i $(LOCALE)/duckmkt.pot -d $(LOCALE) -D duckmkt -l zh_CN --no-fuzzy-matching
+	$(BIN)/pybabel compile -d $(LOCALE) -D duckmkt --statistics
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_online_retail.py

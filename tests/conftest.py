@@ -76,3 +76,17 @@ def small_db_copy(tmp_path, small_db) -> Path:
     target = tmp_path / "small.duckdb"
     shutil.copy(small_db, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory, small_db) -> Path:
+    """A small model trained on the small real subset, saved in a temporary registry."""
+    from duckmkt.training import train
+
+    models_dir = tmp_path_factory.mktemp("models")
+    con = duckdb.connect(str(small_db), read_only=True)
+    try:
+        result = train(con, models_dir=models_dir, name="customer", epochs=8, seed=0)
+    finally:
+        con.close()
+    return result.model_dir

@@ -26,6 +26,12 @@ returns as (
     where ordered_at < cutoff::timestamp
 ),
 
+-- Browsing, interaction and profile features; the macro applies the same
+-- point-in-time rule and returns NULLs when those tables are empty.
+event_features as (
+    select * from mkt.event_features_at(cutoff)
+),
+
 order_stats as (
     select
         customer_id,
@@ -89,9 +95,21 @@ final as (
         coalesce(n_returns, 0)::double as n_returns,
         -- Share of bought value that went back; 0 when nothing was returned.
         (coalesce(returned_amount, 0) / (monetary_value + coalesce(returned_amount, 0)))::double as return_rate,
+        event_features.n_views,
+        event_features.n_add_to_carts,
+        event_features.n_sessions,
+        event_features.days_since_last_view,
+        event_features.view_to_purchase_rate,
+        event_features.n_email_opens,
+        event_features.n_email_clicks,
+        event_features.n_contacts,
+        event_features.days_since_last_contact,
+        event_features.age_years,
+        event_features.days_since_signup,
     from order_stats
     left join product_stats using (customer_id)
     left join return_stats using (customer_id)
+    left join event_features using (customer_id)
 )
 
 select * from final

@@ -1,6 +1,8 @@
--- Grain: one row per source row of every loaded order-line file, exactly as read.
--- Every value is kept as text so that nothing is rounded or misread before
--- staging decides how to type it; source_file and source_line point back to it.
+-- Grain: one row per loaded order line. Every value is stored as text, and the
+-- staging view types it. The loader has already checked each value: ids are
+-- normalized ('17850.0' -> '17850'), dates are ISO 8601 text (UTC when the
+-- source gave a zone) and numbers are the written text. source_file and
+-- source_line point back to the source row.
 create table if not exists raw.order_lines (
     load_id varchar not null,
     source_file varchar not null,

@@ -53,6 +53,24 @@ FEATURES: tuple[Feature, ...] = (
     Feature("avg_unit_price", "currency per item", N_("Mean price paid per item."), True),
     Feature("n_returns", "orders", N_("Number of orders with a cancellation or return."), True),
     Feature("return_rate", "share", N_("Share of the bought value that was cancelled or returned."), False),
+    # Browsing, interaction and profile features from mkt.event_features_at. A
+    # count is empty when its source has no rows before the cutoff.
+    Feature("n_views", "events", N_("Product or page views before the cutoff; empty when browsing is not loaded."), True),
+    Feature("n_add_to_carts", "events", N_("Add-to-cart events before the cutoff; empty when browsing is not loaded."), True),
+    Feature("n_sessions", "sessions", N_("Distinct browsing sessions; empty when no event has a session id."), True),
+    Feature("days_since_last_view", "days", N_("Days from the latest view to the cutoff; empty without views."), True),
+    Feature(
+        "view_to_purchase_rate",
+        "share",
+        N_("Share of viewed products bought at or after their first view; empty without product views."),
+        False,
+    ),
+    Feature("n_email_opens", "events", N_("E-mail opens before the cutoff; empty when interactions are not loaded."), True),
+    Feature("n_email_clicks", "events", N_("E-mail clicks before the cutoff; empty when interactions are not loaded."), True),
+    Feature("n_contacts", "contacts", N_("Marketing contacts of any channel before the cutoff; empty when interactions are not loaded."), True),
+    Feature("days_since_last_contact", "days", N_("Days from the latest marketing contact to the cutoff; empty without contacts."), True),
+    Feature("age_years", "years", N_("Cutoff year minus the birth year from the customer profile; empty without one."), False),
+    Feature("days_since_signup", "days", N_("Days from sign-up to the cutoff; empty without a sign-up date."), True),
 )
 
 FEATURE_NAMES: tuple[str, ...] = tuple(feature.name for feature in FEATURES)

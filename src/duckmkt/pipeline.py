@@ -26,8 +26,12 @@ logger = logging.getLogger(__name__)
 EMBEDDED_DATA = "online_retail_excerpt.parquet"
 
 
-SCORE_QUERY = """select customer_id, score_customer(f) as score
-from mkt.customer_features f
+SCORE_QUERY = """with scored as (
+    select customer_id, score_customer(f) as score
+    from mkt.customer_features f
+)
+select customer_id, score
+from scored
 order by score.expected_spend desc
 limit {limit}"""
 
@@ -36,33 +40,42 @@ def echo(text: str = "") -> None:
     typer.echo(text)
 
 
-def load_command(db: Path, file: Path, *, preset: str | None = None, mapping: Path | None = None) -> loading.LoadReport:
-    """Load ``file`` into ``db`` and print the load report."""
-    chosen = None
-    if preset is not None or mapping is not None:
-        chosen = loading.read_mapping(mapping, preset=preset)
+def load_command(
+    db: Path,
+    file: Path,
+    *,
+    kind: str = "orders",
+    preset: str | None = None,
+    mapping: Path | None = None,
+    encoding: str | None = None,
+    date_format: str | None = None,
+    timezone: str | None = None,
+    delimiter: str | None = None,
+) -> list[loading.LoadReport]:
+    """Load ``file`` into ``db`` and print one report per record kind.
 
+    A preset or mapping file may cover several kinds (Bank Marketing gives
+    customers and interactions); every part is loaded from one read of the file.
+    """
+    options = {"encoding": encoding, "date_format": date_format, "timezone": timezone, "delimiter": delimiter}
     con = connect_database(db)
     try:
-        report = loading.load_orders(con, file, chosen)
+        if preset is not None or mapping is not None:
+            reports = loading.load_files(con, file, loading.read_mappings(mapping, preset=preset), **options)
+        else:
+            reports = [loading.load_file(con, file, kind=kind, **options)]
     finally:
         con.close()
-    print_load_report(report)
-    return report
+
+    for report in reports:
+        echo(report.summary())
+        if report.kind == "orders" and report.line_status_counts:
+            print_line_statuses(report.line_status_counts)
+    return reports
 
 
-def print_load_report(report: loading.LoadReport) -> None:
-    if report.skipped_as_repeat:
-        echo(
-            _("{file} was loaded before (same sha256); nothing was added.").format(file=Path(report.source_file).name)
-        )
-        return
-    echo(
-        _("Loaded {file} with mapping {mapping}: {rows:,} rows read, {loaded:,} rows stored.").format(
-            file=Path(report.source_file).name, mapping=report.mapping, rows=report.n_rows_read, loaded=report.n_rows_loaded
-        )
-    )
-    rows = [(status, _(status_description(status)), count) for status, count in sorted(report.line_status_counts.items())]
+def print_line_statuses(counts: dict[str, int]) -> None:
+    rows = [(status, _(status_description(status)), count) for status, count in sorted(counts.items())]
     echo(format_table([_("line status"), _("meaning"), _("rows")], rows))
 
 
@@ -113,6 +126,7 @@ def train_command(
             )
         ) from error
 
+    options = {"epochs": epochs} if epochs is not None else {}
     con = connect_database(db)
     started = time.perf_counter()
     try:
@@ -124,9 +138,9 @@ def train_command(
             churn_horizon_days=churn_horizon_days,
             train_cutoff=train_cutoff,
             validation_cutoff=validation_cutoff,
-            epochs=epochs,
             seed=seed,
             progress=print_progress,
+            **options,
         )
     finally:
         con.close()
@@ -134,15 +148,33 @@ def train_command(
     return result
 
 
-def print_progress(message: str) -> None:
-    echo(message)
+def print_progress(progress) -> None:
+    """Print one line per epoch (``progress`` is a duckmkt.training.EpochProgress)."""
+    echo(progress.message())
 
 
 def print_training_result(result, seconds: float) -> None:
     """Print the settings, the metrics beside their baselines and the model folder."""
     echo()
-    echo(_("Validation metrics on the out-of-time rows (model beside baselines):"))
-    echo(format_table([_("metric"), _("model"), _("baseline"), _("baseline model")], result.metric_rows()))
+    echo(_("Settings (* = default derived from the data):"))
+    settings = [
+        (name + (" *" if name in result.derived_settings else ""), str(value)) for name, value in result.settings.items()
+    ]
+    echo(format_table([_("setting"), _("value")], settings))
+    echo(
+        _("{train:,} training rows, {validation:,} out-of-time validation rows; best epoch {best} of {epochs}.").format(
+            train=result.n_train_rows, validation=result.n_validation_rows, best=result.best_epoch, epochs=result.n_epochs
+        )
+    )
+    echo()
+    echo(_("Validation metrics on the out-of-time rows, beside baselines on the same rows:"))
+    rows = [
+        (metric, model_value, baseline_value, _("yes") if better else _("no"))
+        for metric, model_value, baseline_value, better in result.comparison()
+    ]
+    echo(format_table([_("metric"), _("model"), _("baseline"), _("model better")], rows))
+    echo(_("Baselines: logistic regression on RFM for purchase and churn; spend in the previous window of the same length for spend."))
+    echo(_("ONNX Runtime matches Keras within {difference:.2g}.").format(difference=result.parity_max_abs_diff))
     echo()
     echo(_("Model saved to {path} in {seconds:.0f} s.").format(path=result.model_dir, seconds=seconds))
 

@@ -82,7 +82,10 @@ def resolve_model_dir(
             )
         )
 
-    versions = sorted(path for path in root.glob("*") if (path / "metadata.json").is_file()) if root.is_dir() else []
+    # Names starting with a dot are versions still being written.
+    versions = sorted(
+        path for path in root.glob("[!.]*") if (path / "metadata.json").is_file()
+    ) if root.is_dir() else []
     if not versions:
         raise ModelError(_("No trained model found under {root}; run 'duckmkt train DB' first.").format(root=root))
     return versions[-1]

@@ -1,84 +1,67 @@
-"""Typer commands of ``duckmkt``, built after the language is chosen."""
+"""The core commands: load, quality, train, score and demo."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from duckmkt import __version__
-from duckmkt.cli import configure_logging, fail
+from duckmkt.cli import fail
+from duckmkt.commands.common import State, parse_date
 from duckmkt.errors import DuckmktError
 from duckmkt.i18n import _
 
 
-class State:
-    """Options shared by every command."""
-
-    debug = False
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"duckmkt {__version__}")
-        raise typer.Exit()
-
-
-def _parse_date(value: Optional[str], option: str) -> Optional[date]:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as error:
-        raise DuckmktError(
-            _("{option} {value!r} is not a date; write it as YYYY-MM-DD.").format(option=option, value=value)
-        ) from error
-
-
-def build_app() -> typer.Typer:
-    """Return the Typer application with help text in the active language."""
-    app = typer.Typer(
-        name="duckmkt",
-        help=_("Personalized marketing with machine learning inside DuckDB."),
-        no_args_is_help=True,
-        add_completion=False,
-        # Local variables may hold customer rows: never print them.
-        pretty_exceptions_show_locals=False,
-    )
-
-    @app.callback()
-    def common(
-        lang: Annotated[
-            Optional[str],
-            typer.Option("--lang", help=_("Language of messages and help: en or zh. Default: from LC_ALL, LC_MESSAGES or LANG.")),
-        ] = None,
-        debug: Annotated[bool, typer.Option("--debug", help=_("Show progress details, SQL and tracebacks."))] = False,
-        version: Annotated[
-            bool,
-            typer.Option("--version", callback=_print_version, is_eager=True, help=_("Show the duckmkt version and exit.")),
-        ] = False,
-    ) -> None:
-        State.debug = debug
-        configure_logging(debug)
+def register(app: typer.Typer) -> None:
+    """Add the core commands to ``app``."""
 
     @app.command("load")
     def load_command(
         db: Annotated[Path, typer.Argument(help=_("DuckDB database file; created if it does not exist."))],
-        file: Annotated[Path, typer.Argument(help=_("Order-line file: CSV (plain, .gz or .zst) or Parquet."))],
+        file: Annotated[
+            Path, typer.Argument(help=_("Input file: CSV or text (plain, .gz or .zst), Parquet or Excel .xlsx."))
+        ],
+        kind: Annotated[
+            str, typer.Option(help=_("Record kind in the file: orders, events, interactions, customers or products."))
+        ] = "orders",
         preset: Annotated[
-            Optional[str], typer.Option(help=_("Name of a shipped column mapping, for example online_retail."))
+            Optional[str],
+            typer.Option(help=_("Name of a shipped mapping: online_retail, cdnow or bank_marketing.")),
         ] = None,
         mapping: Annotated[
-            Optional[Path], typer.Option(help=_("TOML file that maps the file's columns onto the order-line fields."))
+            Optional[Path], typer.Option(help=_("TOML file that maps the file's columns onto the record fields."))
+        ] = None,
+        encoding: Annotated[
+            Optional[str], typer.Option(help=_("Text encoding, for example utf-8, gb18030 or latin-1. Default: detected."))
+        ] = None,
+        date_format: Annotated[
+            Optional[str],
+            typer.Option(help=_("strptime format of the dates, or day-first / month-first. Default: detected.")),
+        ] = None,
+        timezone: Annotated[
+            Optional[str],
+            typer.Option(help=_("IANA time zone of dates written without one, for example Europe/London; they are stored in UTC.")),
+        ] = None,
+        delimiter: Annotated[
+            Optional[str], typer.Option(help=_("Field delimiter of a CSV file. Default: detected."))
         ] = None,
     ) -> None:
-        """Load order lines from FILE into the database DB."""
+        """Load records from FILE into the database DB."""
         from duckmkt.pipeline import load_command as run
 
         try:
-            run(db, file, preset=preset, mapping=mapping)
+            run(
+                db,
+                file,
+                kind=kind,
+                preset=preset,
+                mapping=mapping,
+                encoding=encoding,
+                date_format=date_format,
+                timezone=timezone,
+                delimiter=delimiter,
+            )
         except DuckmktError as error:
             fail(error, State.debug)
 
@@ -127,8 +110,8 @@ def build_app() -> typer.Typer:
                 models_dir=models_dir,
                 horizon_days=horizon_days,
                 churn_horizon_days=churn_horizon_days,
-                train_cutoff=_parse_date(train_cutoff, "--train-cutoff"),
-                validation_cutoff=_parse_date(validation_cutoff, "--validation-cutoff"),
+                train_cutoff=parse_date(train_cutoff, "--train-cutoff"),
+                validation_cutoff=parse_date(validation_cutoff, "--validation-cutoff"),
                 epochs=epochs,
                 seed=seed,
             )
@@ -167,4 +150,3 @@ def build_app() -> typer.Typer:
         except DuckmktError as error:
             fail(error, State.debug)
 
-    return app

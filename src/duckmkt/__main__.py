@@ -1,0 +1,5 @@
+"""Allow ``python -m duckmkt``."""
+
+from duckmkt.cli import main
+
+main()

@@ -1,0 +1,260 @@
+"""Load a source file into the raw tables, once, and report what happened.
+
+One load reads the file once and stores each mapped record kind in its raw
+table in its own transaction, with the rejected rows and a load-log entry.
+A kind already loaded from a file with the same sha256 is skipped. Rows that
+an earlier load of another file already added (a newer extract that repeats
+older rows) are counted and not added again: a row is new when the file contains
+more copies of it than the table does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from duckmkt.errors import InputFileError, MappingError
+from duckmkt.i18n import _
+from duckmkt.loading.contracts import CONTRACTS
+from duckmkt.loading.convert import ATTRIBUTES, Converted, ReadOptions, convert_table
+from duckmkt.loading.mapping import Mapping, check_mapping_columns, guess_mapping
+from duckmkt.loading.readers import LINE_COLUMN, SourceTable, read_source
+from duckmkt.loading.report import LoadReport
+
+logger = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _already_loaded(con: duckdb.DuckDBPyConnection, sha256: str, kind: str) -> bool:
+    # DuckDB 2 keeps a result open until it is fetched to the end, so every
+    # query here uses fetchall().
+    rows = con.execute("select load_id from raw.load_log where sha256 = ? and kind = ?", [sha256, kind]).fetchall()
+    return bool(rows)
+
+
+def _options(mapping: Mapping, overrides: dict[str, object]) -> ReadOptions:
+    merged = {**mapping.csv_options, **{key: value for key, value in overrides.items() if value is not None}}
+    null_values = merged.get("null_values", [""])
+    return ReadOptions(
+        encoding=merged.get("encoding"),
+        date_format=merged.get("date_format"),
+        timezone=merged.get("timezone"),
+        delimiter=merged.get("delimiter"),
+        decimal_comma=bool(merged.get("decimal_comma", False)),
+        null_values=tuple(str(value) for value in null_values),
+    )
+
+
+def _insert_new_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], meta: list[str]) -> None:
+    """Insert the rows of the registered ``incoming`` relation that ``table`` does not contain yet.
+
+    Rows are compared on ``columns`` as a multiset: the k-th copy of a row in
+    the file is new when the table contains fewer than k copies.
+    """
+    fields = ", ".join(_quote_identifier(name) for name in columns)
+    matches = " and ".join(
+        f"numbered.{_quote_identifier(name)} is not distinct from existing.{_quote_identifier(name)}" for name in columns
+    )
+    con.execute(
+        f"""
+        insert into {table} ({', '.join(meta)}, {fields})
+        with
+        numbered as (
+            select *, row_number() over (partition by {fields} order by source_line) as occurrence
+            from incoming
+        ),
+        existing as (
+            select {fields}, count(*) as n_existing
+            from {table}
+            group by all
+        )
+        select {', '.join(f'numbered.{name}' for name in meta)}, {', '.join(f'numbered.{_quote_identifier(n)}' for n in columns)}
+        from numbered
+        left join existing on {matches}
+        where numbered.occurrence > coalesce(existing.n_existing, 0)
+        """
+    ).fetchall()
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str, load_id: str) -> int:
+    return con.execute(f"select count(*) from {table} where load_id = ?", [load_id]).fetchall()[0][0]
+
+
+def _store(con, converted: Converted, kind: str, load_id: str, file_name: str) -> tuple[int, int]:
+    """Insert the loaded and rejected rows; return how many of each were new."""
+    contract = CONTRACTS[kind]
+    meta = ["load_id", "source_file", "source_line"]
+    columns = list(contract.field_names) + ([ATTRIBUTES] if contract.keeps_attributes else [])
+
+    incoming = converted.loaded.rename({LINE_COLUMN: "source_line"}).with_columns(
+        pl.lit(load_id).alias("load_id"), pl.lit(file_name).alias("source_file")
+    )
+    con.register("incoming", incoming.to_arrow())
+    try:
+        _insert_new_rows(con, contract.table, columns, meta)
+    finally:
+        con.unregister("incoming")
+
+    rejected = converted.rejected.rename({LINE_COLUMN: "source_line"}).with_columns(
+        pl.lit(load_id).alias("load_id"), pl.lit(file_name).alias("source_file"), pl.lit(kind).alias("kind")
+    )
+    con.register("incoming", rejected.to_arrow())
+    try:
+        _insert_new_rows(con, "raw.rejected_rows", ["kind", "reason", "column_name", "source_text"], meta)
+    finally:
+        con.unregister("incoming")
+    return _count(con, contract.table, load_id), _count(con, "raw.rejected_rows", load_id)
+
+
+def _load_part(
+    con: duckdb.DuckDBPyConnection, path: Path, sha256: str, source: SourceTable, mapping: Mapping, options: ReadOptions
+) -> LoadReport:
+    check_mapping_columns(mapping, source.columns, path.name)
+    converted = convert_table(source, mapping, options, path.name)
+    load_id = uuid.uuid4().hex
+    n_read = source.n_rows
+    rejected_by_reason = dict(converted.rejected.group_by("reason").len().sort("reason").iter_rows())
+
+    con.execute("begin transaction")
+    try:
+        n_loaded, n_rejected_new = _store(con, converted, mapping.kind, load_id, path.name)
+        n_already = n_read - n_loaded - converted.rejected.height - converted.n_rows_merged
+        report = LoadReport(
+            source_file=str(path), sha256=sha256, mapping=mapping.name, n_rows_read=n_read, n_rows_loaded=n_loaded,
+            skipped_as_repeat=False, line_status_counts={}, kind=mapping.kind,
+            n_rows_rejected=converted.rejected.height, rejected_by_reason=rejected_by_reason,
+            n_rows_already_loaded=n_already, n_rows_merged=converted.n_rows_merged, file_format=source.file_format,
+            encoding=source.encoding, encoding_confidence=source.encoding_confidence, delimiter=source.delimiter,
+            date_orders=converted.date_orders, n_dates_converted_to_utc=converted.n_dates_converted_to_utc,
+            warnings=tuple(source.warnings + converted.warnings),
+        )
+        con.execute(
+            """
+            insert into raw.load_log (load_id, kind, source_file, sha256, mapping, n_rows_read, n_rows_loaded,
+                loaded_at, n_rows_rejected, n_rows_already_loaded, report)
+            values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [load_id, mapping.kind, path.name, sha256, mapping.name, n_read, n_loaded,
+             datetime.now(timezone.utc).replace(tzinfo=None), converted.rejected.height, n_already, report.to_json()],
+        ).fetchall()
+        con.execute("commit")
+    except duckdb.Error as error:
+        con.execute("rollback")
+        raise InputFileError(_("Loading {path} failed: {error}").format(path=path, error=error)) from error
+
+    if n_rejected_new < converted.rejected.height:
+        logger.info("%s: %d rejected rows were already recorded by an earlier load", path.name, converted.rejected.height - n_rejected_new)
+    if report.n_rows_rejected:
+        logger.warning("%s: %d of %d rows rejected (%s)", path.name, report.n_rows_rejected, n_read, rejected_by_reason)
+    if mapping.kind == "orders":
+        counts = con.execute(
+            "select line_status, count(*) from mkt.stg_order_lines where load_id = ? group by all order by all", [load_id]
+        ).fetchall()
+        report = LoadReport(**{**report.__dict__, "line_status_counts": dict(counts)})
+    return report
+
+
+def load_files(
+    con: duckdb.DuckDBPyConnection,
+    path: str | Path,
+    mappings: Sequence[Mapping],
+    *,
+    encoding: str | None = None,
+    date_format: str | None = None,
+    timezone: str | None = None,
+    delimiter: str | None = None,
+) -> list[LoadReport]:
+    """Load every part of a mapping (one per record kind) from ``path``, reading the file once."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(_("Input file {path} not found.").format(path=path))
+    sha256 = file_sha256(path)
+
+    reports: list[LoadReport] = []
+    pending = []
+    for mapping in mappings:
+        if _already_loaded(con, sha256, mapping.kind):
+            logger.info("%s was loaded before as %s (sha256 %s); nothing added", path.name, mapping.kind, sha256[:12])
+            reports.append(LoadReport(str(path), sha256, mapping.name, 0, 0, True, {}, kind=mapping.kind))
+        else:
+            pending.append(mapping)
+    if not pending:
+        return reports
+
+    overrides = {"encoding": encoding, "date_format": date_format, "timezone": timezone, "delimiter": delimiter}
+    first = _options(pending[0], overrides)
+    sheet = pending[0].csv_options.get("sheet")
+    source = read_source(path, encoding=first.encoding, delimiter=first.delimiter, sheet=sheet)
+    for mapping in pending:
+        reports.append(_load_part(con, path, sha256, source, mapping, _options(mapping, overrides)))
+    return reports
+
+
+def load_file(
+    con: duckdb.DuckDBPyConnection,
+    path: str | Path,
+    *,
+    kind: str = "orders",
+    mapping: Mapping | None = None,
+    encoding: str | None = None,
+    date_format: str | None = None,
+    timezone: str | None = None,
+    delimiter: str | None = None,
+) -> LoadReport:
+    """Load the ``kind`` records of ``path`` and return the report.
+
+    With no mapping, the file's header must name the contract's fields or match
+    a preset. ``date_format`` is a strptime format or "day-first"/"month-first";
+    ``timezone`` (an IANA name) is the zone of date values written without one.
+    """
+    path = Path(path)
+    if kind not in CONTRACTS:
+        raise MappingError(
+            _("Unknown record kind {kind!r}; the kinds are: {kinds}.").format(kind=kind, kinds=", ".join(CONTRACTS))
+        )
+    if mapping is None:
+        if not path.is_file():
+            raise InputFileError(_("Input file {path} not found.").format(path=path))
+        columns = read_source(path, encoding=encoding, delimiter=delimiter).columns
+        mapping = guess_mapping(columns, kind)
+        if mapping is None:
+            raise MappingError(
+                _("No preset matches the columns of {file} ({columns}); give --mapping FILE or --preset NAME.").format(
+                    file=path.name, columns=", ".join(columns)
+                )
+            )
+        logger.info("Using mapping %s", mapping.name)
+    elif mapping.kind != kind:
+        raise MappingError(
+            _("Mapping {mapping} maps {mapped}, not {kind}; read the {kind} part with read_mapping(..., kind={kind!r}).").format(
+                mapping=mapping.name, mapped=mapping.kind, kind=kind
+            )
+        )
+    [report] = load_files(
+        con, path, [mapping], encoding=encoding, date_format=date_format, timezone=timezone, delimiter=delimiter
+    )
+    return report
+
+
+def load_orders(con: duckdb.DuckDBPyConnection, path: str | Path, mapping: Mapping | None = None) -> LoadReport:
+    """Append the order lines of ``path`` to ``raw.order_lines``; see load_file."""
+    return load_file(con, path, kind="orders", mapping=mapping)

@@ -1,0 +1,293 @@
+"""Training and validation rows read from the SQL feature and label macros.
+
+The cutoffs and horizons form a ``TrainingWindow``. Settings left as None are
+derived from the dates of the loaded sales. The window is checked so that
+every label window is fully observed and the training labels end on or before
+the validation cutoff, so no order of the validation period leaks into
+training.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from duckmkt import features
+from duckmkt.errors import DataError, DuckmktError
+from duckmkt.i18n import _
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HORIZON_DAYS = 60
+DEFAULT_CHURN_HORIZON_DAYS = 120
+
+# Fewer rows than this give metrics too noisy to compare with the baselines.
+MIN_ROWS = 50
+
+LABEL_COLUMNS = ("purchased", "spend", "churned")
+BINARY_LABELS = ("purchased", "churned")
+
+LABEL_DEFINITIONS = {
+    "purchased": "1 when the customer has at least one order in [cutoff, cutoff + horizon_days), else 0.",
+    "spend": "Sum of order values in [cutoff, cutoff + horizon_days), in the currency of unit_price; 0 without orders.",
+    "churned": "1 when the customer has no order in [cutoff, cutoff + churn_horizon_days), else 0.",
+}
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """Cutoffs and horizons of one training run, with the names of the settings that were derived."""
+
+    train_cutoff: date
+    validation_cutoff: date
+    horizon_days: int
+    churn_horizon_days: int
+    first_sale_day: date
+    last_sale_day: date
+    derived: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "train_cutoff": self.train_cutoff.isoformat(),
+            "validation_cutoff": self.validation_cutoff.isoformat(),
+            "horizon_days": self.horizon_days,
+            "churn_horizon_days": self.churn_horizon_days,
+        }
+
+
+@dataclass
+class LabeledRows:
+    """Feature matrix and labels of every customer active before one cutoff.
+
+    ``customer_ids`` stay in memory to align baselines and are never written
+    into a model folder.
+    """
+
+    cutoff: date
+    feature_names: tuple[str, ...]
+    matrix: np.ndarray
+    labels: dict[str, np.ndarray]
+    customer_ids: np.ndarray = field(repr=False)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.matrix.shape[0])
+
+
+def _parse_date(value: date | str | None, setting: str) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as error:
+        raise DuckmktError(
+            _("Invalid {setting} {value!r}; give a date as YYYY-MM-DD.").format(setting=setting, value=value)
+        ) from error
+
+
+def _check_positive_days(value: int, setting: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise DuckmktError(
+            _("Invalid {setting} {value!r}; give a whole number of days greater than 0.").format(
+                setting=setting, value=value
+            )
+        )
+    return int(value)
+
+
+def sale_day_range(con: duckdb.DuckDBPyConnection) -> tuple[date, date]:
+    """Return the days of the first and the latest sale in ``mkt.int_orders``."""
+    first, last = con.execute(
+        "select min(ordered_at)::date, max(ordered_at)::date from mkt.int_orders"
+    ).fetchall()[0]
+    if first is None:
+        raise DataError(_("The database has no sales; load order lines with 'duckmkt load' first."))
+    return first, last
+
+
+def resolve_window(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    horizon_days: int | None = None,
+    churn_horizon_days: int | None = None,
+    train_cutoff: date | str | None = None,
+    validation_cutoff: date | str | None = None,
+) -> TrainingWindow:
+    """Fill unset cutoffs and horizons from the data and check the window.
+
+    Defaults: horizon_days 60, churn_horizon_days 120, validation_cutoff =
+    (day after the latest sale) - churn_horizon_days, train_cutoff =
+    validation_cutoff - churn_horizon_days. Raises DataError when a cutoff
+    lies outside the loaded sales or the two label windows overlap.
+    """
+    derived = []
+    if horizon_days is None:
+        horizon_days = DEFAULT_HORIZON_DAYS
+        derived.append("horizon_days")
+    if churn_horizon_days is None:
+        churn_horizon_days = DEFAULT_CHURN_HORIZON_DAYS
+        derived.append("churn_horizon_days")
+    horizon_days = _check_positive_days(horizon_days, "horizon_days")
+    churn_horizon_days = _check_positive_days(churn_horizon_days, "churn_horizon_days")
+    if horizon_days > churn_horizon_days:
+        # The label macro only reads orders up to the churn horizon, so a
+        # longer purchase horizon would silently truncate the spend label.
+        raise DuckmktError(
+            _("horizon_days {horizon} is longer than churn_horizon_days {churn}; give a horizon of at most {churn} days.").format(
+                horizon=horizon_days, churn=churn_horizon_days
+            )
+        )
+
+    first_sale_day, last_sale_day = sale_day_range(con)
+    # A label window [cutoff, cutoff + churn_horizon_days) is fully observed
+    # only when it ends on or before the day after the latest sale.
+    data_end = last_sale_day + timedelta(days=1)
+    horizon = timedelta(days=churn_horizon_days)
+
+    validation_cutoff = _parse_date(validation_cutoff, "validation_cutoff")
+    if validation_cutoff is None:
+        validation_cutoff = data_end - horizon
+        derived.append("validation_cutoff")
+    train_cutoff = _parse_date(train_cutoff, "train_cutoff")
+    if train_cutoff is None:
+        train_cutoff = validation_cutoff - horizon
+        derived.append("train_cutoff")
+
+    window = TrainingWindow(
+        train_cutoff=train_cutoff,
+        validation_cutoff=validation_cutoff,
+        horizon_days=horizon_days,
+        churn_horizon_days=churn_horizon_days,
+        first_sale_day=first_sale_day,
+        last_sale_day=last_sale_day,
+        derived=tuple(derived),
+    )
+    check_window(window)
+    return window
+
+
+def check_window(window: TrainingWindow) -> None:
+    """Raise DataError unless both cutoffs have history before them and fully observed labels after them."""
+    horizon = timedelta(days=window.churn_horizon_days)
+    latest_cutoff = window.last_sale_day + timedelta(days=1) - horizon
+
+    for setting, cutoff in (("train_cutoff", window.train_cutoff), ("validation_cutoff", window.validation_cutoff)):
+        if cutoff <= window.first_sale_day:
+            raise DataError(
+                _(
+                    "{setting} {cutoff} is on or before the first sale day {first}, so no customer has history; "
+                    "choose a cutoff after {first}."
+                ).format(setting=setting, cutoff=cutoff, first=window.first_sale_day)
+            )
+        if cutoff > latest_cutoff:
+            raise DataError(
+                _(
+                    "{setting} {cutoff} plus the churn horizon of {days} days ends after the latest sale day {last}; "
+                    "choose a cutoff on or before {latest} or a shorter churn horizon."
+                ).format(
+                    setting=setting,
+                    cutoff=cutoff,
+                    days=window.churn_horizon_days,
+                    last=window.last_sale_day,
+                    latest=latest_cutoff,
+                )
+            )
+
+    # Training labels look churn_horizon_days ahead, so they must end before
+    # the validation period starts or validation orders leak into training.
+    latest_train_cutoff = window.validation_cutoff - horizon
+    if window.train_cutoff > latest_train_cutoff:
+        raise DataError(
+            _(
+                "train_cutoff {train} is less than the churn horizon of {days} days before validation_cutoff "
+                "{validation}, so the training labels overlap the validation period; "
+                "choose a train cutoff on or before {latest}."
+            ).format(
+                train=window.train_cutoff,
+                days=window.churn_horizon_days,
+                validation=window.validation_cutoff,
+                latest=latest_train_cutoff,
+            )
+        )
+
+
+def load_rows(
+    con: duckdb.DuckDBPyConnection,
+    cutoff: date,
+    window: TrainingWindow,
+    feature_names: tuple[str, ...] | None = None,
+) -> LabeledRows:
+    """Read the features and labels of every customer active before ``cutoff``.
+
+    Feature columns follow ``feature_names`` (``duckmkt.features.FEATURE_NAMES``
+    read at call time when None). NULL features become NaN in a float32 matrix.
+    """
+    feature_names = tuple(features.FEATURE_NAMES) if feature_names is None else tuple(feature_names)
+    relation = con.sql(
+        """
+        select features.*, labels.purchased, labels.spend, labels.churned
+        from mkt.customer_features_at($cutoff::date) as features
+        inner join mkt.customer_labels_at($cutoff::date, $horizon_days, $churn_horizon_days) as labels
+            using (customer_id)
+        order by customer_id
+        """,
+        params={
+            "cutoff": cutoff.isoformat(),
+            "horizon_days": window.horizon_days,
+            "churn_horizon_days": window.churn_horizon_days,
+        },
+    )
+    frame = relation.pl()
+
+    missing = [name for name in feature_names if name not in frame.columns]
+    if missing:
+        raise DataError(
+            _(
+                "The feature view mkt.customer_features_at has no column {columns}; "
+                "add it to the SQL or remove it from duckmkt.features.FEATURES."
+            ).format(columns=", ".join(missing))
+        )
+
+    matrix = (
+        frame.select([pl.col(name).cast(pl.Float32).fill_null(float("nan")) for name in feature_names])
+        .to_numpy()
+        .astype(np.float32, copy=False)
+    )
+    labels = {
+        "purchased": frame["purchased"].cast(pl.Float32).to_numpy(),
+        "spend": frame["spend"].cast(pl.Float32).to_numpy(),
+        "churned": frame["churned"].cast(pl.Float32).to_numpy(),
+    }
+    logger.debug("Read %d rows at cutoff %s", frame.height, cutoff)
+    return LabeledRows(
+        cutoff=cutoff,
+        feature_names=feature_names,
+        matrix=np.ascontiguousarray(matrix),
+        labels=labels,
+        customer_ids=frame["customer_id"].to_numpy(),
+    )
+
+
+def check_rows(rows: LabeledRows, role: str) -> None:
+    """Raise DataError when ``rows`` are too few or a binary label has one class."""
+    if rows.n_rows < MIN_ROWS:
+        raise DataError(
+            _(
+                "The {role} rows at cutoff {cutoff} number {count}, fewer than the {minimum} needed; "
+                "load more order lines or choose a later cutoff."
+            ).format(role=role, cutoff=rows.cutoff, count=rows.n_rows, minimum=MIN_ROWS)
+        )
+    for label in BINARY_LABELS:
+        values = np.unique(rows.labels[label])
+        if values.size < 2:
+            raise DataError(
+                _(
+                    "The label {label} of the {role} rows at cutoff {cutoff} has the single value {value}; "
+                    "a model needs both classes, so choose another cutoff or other horizons."
+                ).format(label=label, role=role, cutoff=rows.cutoff, value=int(values[0]) if values.size else "none")
+            )

@@ -1,0 +1,367 @@
+"""Train, evaluate, export and save the customer model.
+
+``CustomerModelTrainer`` follows the scikit-learn contract: parameters in
+``__init__``, ``fit`` returns self, learned state ends in ``_``. ``train`` is
+the one call the CLI makes: fit, export to ONNX, check parity, save.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import duckdb
+import keras
+import numpy as np
+import onnx
+import tensorflow as tf
+import tf2onnx
+
+from duckmkt import registry, strategy
+from duckmkt.i18n import _
+from duckmkt.training import baselines, dataset, export, metrics
+from duckmkt.training import model as network
+
+logger = logging.getLogger(__name__)
+
+# Metric name -> whether a higher value is better.
+HIGHER_IS_BETTER = {
+    "purchase_auc": True,
+    "purchase_log_loss": False,
+    "spend_mae": False,
+    "churn_auc": True,
+    "churn_log_loss": False,
+}
+
+
+@dataclass(frozen=True)
+class EpochProgress:
+    """Losses after one training epoch, passed to the ``progress`` callback."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    val_loss: float
+
+    def message(self) -> str:
+        return _("Epoch {epoch}/{epochs}: loss {loss:.4f}, validation loss {val_loss:.4f}").format(
+            epoch=self.epoch, epochs=self.epochs, loss=self.loss, val_loss=self.val_loss
+        )
+
+
+ProgressCallback = Callable[[EpochProgress], None]
+
+
+class _ProgressReporter(keras.callbacks.Callback):
+    def __init__(self, progress: ProgressCallback, epochs: int):
+        super().__init__()
+        self._progress = progress
+        self._epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self._progress(
+            EpochProgress(
+                epoch=epoch + 1,
+                epochs=self._epochs,
+                loss=float(logs.get("loss", float("nan"))),
+                val_loss=float(logs.get("val_loss", float("nan"))),
+            )
+        )
+
+
+class CustomerModelTrainer:
+    """Fit the three-head customer model on out-of-time training and validation rows.
+
+    Parameters
+    ----------
+    horizon_days : int or None
+        Days after a cutoff in which ``purchased`` and ``spend`` are counted; None means 60.
+    churn_horizon_days : int or None
+        Days after a cutoff without an order that make a customer ``churned``; None means 120.
+    train_cutoff, validation_cutoff : date, str (YYYY-MM-DD) or None
+        Cutoffs of the training and validation rows; None derives them from the
+        latest sale (see ``duckmkt.training.dataset.resolve_window``).
+    epochs : int
+        Maximum epochs; early stopping on the validation loss usually ends sooner.
+    batch_size : int
+    hidden_units : tuple of int
+        Width of each hidden ReLU layer.
+    dropout : float
+    l2 : float
+        L2 penalty on the hidden layers' kernels.
+    learning_rate : float
+        Adam learning rate.
+    patience : int
+        Epochs without a lower validation loss before training stops; the best weights are kept.
+    seed : int
+        Seed of Python, numpy and TensorFlow, so a rerun on the same data gives the same model.
+    """
+
+    def __init__(
+        self,
+        *,
+        horizon_days: int | None = None,
+        churn_horizon_days: int | None = None,
+        train_cutoff: date | str | None = None,
+        validation_cutoff: date | str | None = None,
+        epochs: int = 200,
+        batch_size: int = 64,
+        hidden_units: tuple[int, ...] = (32, 16),
+        dropout: float = 0.1,
+        l2: float = 1e-4,
+        learning_rate: float = 3e-3,
+        patience: int = 20,
+        seed: int = 0,
+    ):
+        self.horizon_days = horizon_days
+        self.churn_horizon_days = churn_horizon_days
+        self.train_cutoff = train_cutoff
+        self.validation_cutoff = validation_cutoff
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+        self.l2 = l2
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.seed = seed
+
+    def fit(self, con: duckdb.DuckDBPyConnection, progress: ProgressCallback | None = None) -> CustomerModelTrainer:
+        """Read the rows, fit the network and score it and the baselines on the validation rows."""
+        self.window_ = dataset.resolve_window(
+            con,
+            horizon_days=self.horizon_days,
+            churn_horizon_days=self.churn_horizon_days,
+            train_cutoff=self.train_cutoff,
+            validation_cutoff=self.validation_cutoff,
+        )
+        for setting in self.window_.derived:
+            logger.info("Using %s = %s (derived from the data)", setting, self.window_.as_dict()[setting])
+
+        self.train_rows_ = dataset.load_rows(con, self.window_.train_cutoff, self.window_)
+        self.validation_rows_ = dataset.load_rows(con, self.window_.validation_cutoff, self.window_)
+        dataset.check_rows(self.train_rows_, "training")
+        dataset.check_rows(self.validation_rows_, "validation")
+        self.feature_names_ = self.train_rows_.feature_names
+        logger.info(
+            "Training on %d rows at %s, validating on %d rows at %s",
+            self.train_rows_.n_rows,
+            self.window_.train_cutoff,
+            self.validation_rows_.n_rows,
+            self.window_.validation_cutoff,
+        )
+
+        self.preprocessing_ = network.fit_preprocessing(self.train_rows_.matrix, self.feature_names_)
+        self.model_, self.history_ = self._fit_network(progress)
+        self.n_epochs_ = len(self.history_["loss"])
+        self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
+
+        self.validation_predictions_ = network.predict(self.model_, self.validation_rows_.matrix)
+        self.metrics_ = metrics.head_metrics(self.validation_rows_.labels, self.validation_predictions_)
+        self.baselines_ = baselines.baseline_metrics(
+            con, self.train_rows_, self.validation_rows_, self.window_.horizon_days
+        )
+        return self
+
+    def _fit_network(self, progress: ProgressCallback | None) -> tuple[keras.Model, dict[str, list[float]]]:
+        keras.utils.set_random_seed(self.seed)
+        model = network.build_model(
+            self.preprocessing_, hidden_units=tuple(self.hidden_units), dropout=self.dropout, l2=self.l2
+        )
+        network.compile_model(model, learning_rate=self.learning_rate)
+
+        # NOTE: early stopping watches the validation rows that the metrics
+        # are computed on, so the model's metrics are slightly optimistic
+        # next to the baselines, which never see those rows.
+        callbacks = [
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)
+        ]
+        if progress is not None:
+            callbacks.append(_ProgressReporter(progress, self.epochs))
+
+        history = model.fit(
+            self.train_rows_.matrix,
+            _targets(self.train_rows_),
+            validation_data=(self.validation_rows_.matrix, _targets(self.validation_rows_)),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        return model, {key: [float(value) for value in values] for key, values in history.history.items()}
+
+
+def _targets(rows: dataset.LabeledRows) -> dict[str, np.ndarray]:
+    return {
+        "purchase_prob": rows.labels["purchased"].reshape(-1, 1),
+        "expected_spend": rows.labels["spend"].reshape(-1, 1),
+        "churn_risk": rows.labels["churned"].reshape(-1, 1),
+    }
+
+
+@dataclass
+class TrainingResult:
+    """Outcome of ``train``: the saved model, the settings used, and metrics beside baselines."""
+
+    model_dir: Path
+    name: str
+    version: str
+    settings: dict[str, object]
+    derived_settings: tuple[str, ...]
+    metrics: dict[str, float]
+    baselines: dict[str, float]
+    parity_max_abs_diff: float
+    n_train_rows: int
+    n_validation_rows: int
+    n_epochs: int
+    best_epoch: int
+    seconds: float
+    # ONNX Runtime outputs on the validation rows at export time; in memory only.
+    validation_predictions: dict[str, np.ndarray] = field(repr=False)
+
+    def comparison(self) -> list[tuple[str, float, float, bool]]:
+        """Return (metric, model, baseline, model is better) for each metric."""
+        rows = []
+        for name, higher in HIGHER_IS_BETTER.items():
+            model_value, baseline_value = self.metrics[name], self.baselines[name]
+            better = model_value > baseline_value if higher else model_value < baseline_value
+            rows.append((name, model_value, baseline_value, better))
+        return rows
+
+
+def _package_version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _versions() -> dict[str, object]:
+    return {
+        "duckmkt": _package_version("duckmkt"),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "opset": export.OPSET,
+    }
+
+
+def build_metadata(trainer: CustomerModelTrainer, thresholds: dict[str, float], parity: float) -> dict[str, object]:
+    """Return the metadata of a fitted trainer: aggregates and settings only, no customer rows or ids."""
+    window = trainer.window_
+    return {
+        "feature_names": list(trainer.feature_names_),
+        "input_name": export.INPUT_NAME,
+        "output_names": list(network.HEADS),
+        **trainer.preprocessing_.as_metadata(),
+        "label_definitions": dict(dataset.LABEL_DEFINITIONS),
+        **window.as_dict(),
+        "n_train_rows": trainer.train_rows_.n_rows,
+        "n_validation_rows": trainer.validation_rows_.n_rows,
+        "metrics": trainer.metrics_,
+        "baselines": trainer.baselines_,
+        "baseline_definitions": dict(baselines.BASELINE_DEFINITIONS),
+        "strategy_thresholds": thresholds,
+        "parity_max_abs_diff": parity,
+        "training": {
+            "epochs": trainer.epochs,
+            "epochs_run": trainer.n_epochs_,
+            "best_epoch": trainer.best_epoch_,
+            "seed": trainer.seed,
+        },
+        "versions": _versions(),
+    }
+
+
+def build_report(trainer: CustomerModelTrainer) -> dict[str, object]:
+    """Return the report: each validation metric beside its baseline."""
+    return {
+        **trainer.window_.as_dict(),
+        "n_train_rows": trainer.train_rows_.n_rows,
+        "n_validation_rows": trainer.validation_rows_.n_rows,
+        "metrics": {
+            name: {
+                "model": trainer.metrics_[name],
+                "baseline": trainer.baselines_[name],
+                "higher_is_better": higher,
+            }
+            for name, higher in HIGHER_IS_BETTER.items()
+        },
+        "baseline_definitions": dict(baselines.BASELINE_DEFINITIONS),
+    }
+
+
+def train(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    models_dir: str | Path = "models",
+    name: str = "customer",
+    horizon_days: int | None = None,
+    churn_horizon_days: int | None = None,
+    train_cutoff: date | str | None = None,
+    validation_cutoff: date | str | None = None,
+    epochs: int = 200,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    **trainer_params,
+) -> TrainingResult:
+    """Train the customer model, export it to ONNX and save ``<models_dir>/<name>/<version>/``.
+
+    Settings left as None are derived from the data; ``TrainingResult.settings``
+    and ``derived_settings`` report the values used. ``trainer_params`` go to
+    ``CustomerModelTrainer``. Raises DataError when the data cannot support
+    training, ExportError when ONNX Runtime disagrees with Keras, ModelError
+    when the folder cannot be written.
+    """
+    started = time.perf_counter()
+    trainer = CustomerModelTrainer(
+        horizon_days=horizon_days,
+        churn_horizon_days=churn_horizon_days,
+        train_cutoff=train_cutoff,
+        validation_cutoff=validation_cutoff,
+        epochs=epochs,
+        seed=seed,
+        **trainer_params,
+    ).fit(con, progress=progress)
+
+    n_features = len(trainer.feature_names_)
+    onnx_bytes = export.export_onnx(trainer.model_, n_features)
+    parity = export.check_parity(
+        onnx_bytes, trainer.model_, export.parity_rows(trainer.validation_rows_.matrix, trainer.preprocessing_.median)
+    )
+    logger.info("ONNX Runtime matches Keras within %.3g", parity)
+
+    # Thresholds come from the ONNX outputs, the numbers scoring will see.
+    onnx_predictions = export.run_onnx(onnx_bytes, trainer.validation_rows_.matrix)
+    thresholds = strategy.compute_thresholds(onnx_predictions)
+
+    model_dir = registry.save_model(
+        models_dir, name, onnx_bytes, build_metadata(trainer, thresholds, parity), build_report(trainer)
+    )
+    result = TrainingResult(
+        model_dir=model_dir,
+        name=name,
+        version=model_dir.name,
+        settings=trainer.window_.as_dict(),
+        derived_settings=trainer.window_.derived,
+        metrics=trainer.metrics_,
+        baselines=trainer.baselines_,
+        parity_max_abs_diff=parity,
+        n_train_rows=trainer.train_rows_.n_rows,
+        n_validation_rows=trainer.validation_rows_.n_rows,
+        n_epochs=trainer.n_epochs_,
+        best_epoch=trainer.best_epoch_,
+        seconds=time.perf_counter() - started,
+        validation_predictions=onnx_predictions,
+    )
+    for metric, model_value, baseline_value, better in result.comparison():
+        logger.info("%s: model %.4f, baseline %.4f%s", metric, model_value, baseline_value, "" if better else " (baseline better)")
+    return result

@@ -1,0 +1,177 @@
+"""Model folders: atomic writing, metadata, sha256 verification and the ONNX round trip."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from datetime import datetime, timezone
+
+import duckdb
+import numpy as np
+import pytest
+
+from duckmkt import features
+from duckmkt.errors import ModelError
+from duckmkt.registry import load_metadata, save_model, verify_model
+from duckmkt.training import train
+from duckmkt.training.export import run_onnx
+
+EXPECTED_METADATA_KEYS = {
+    "format_version",
+    "name",
+    "version",
+    "created_at",
+    "feature_names",
+    "input_name",
+    "output_names",
+    "imputation",
+    "log_features",
+    "scaling",
+    "feature_ranges",
+    "label_definitions",
+    "train_cutoff",
+    "validation_cutoff",
+    "horizon_days",
+    "churn_horizon_days",
+    "n_train_rows",
+    "n_validation_rows",
+    "metrics",
+    "baselines",
+    "strategy_thresholds",
+    "parity_max_abs_diff",
+    "onnx_sha256",
+    "versions",
+}
+
+
+@pytest.fixture(scope="module")
+def trained(small_db, tmp_path_factory):
+    models_dir = tmp_path_factory.mktemp("registry_models")
+    con = duckdb.connect(str(small_db), read_only=True)
+    try:
+        result = train(con, models_dir=models_dir, name="customer", epochs=3, seed=0)
+        validation_cutoff = result.settings["validation_cutoff"]
+        customer_ids = [row[0] for row in con.execute("select distinct customer_id from mkt.int_orders").fetchall()]
+    finally:
+        con.close()
+    return result, validation_cutoff, customer_ids
+
+
+@pytest.mark.train
+def test_model_round_trip(trained, small_db):
+    result, validation_cutoff, _ids = trained
+
+    metadata = verify_model(result.model_dir)
+
+    assert metadata["feature_names"] == list(features.FEATURE_NAMES)
+    con = duckdb.connect(str(small_db), read_only=True)
+    matrix = (
+        con.sql(
+            f"select {', '.join(metadata['feature_names'])} from mkt.customer_features_at($cutoff::date) order by customer_id",
+            params={"cutoff": validation_cutoff},
+        )
+        .pl()
+        .to_numpy()
+        .astype(np.float32)
+    )
+    con.close()
+    onnx_bytes = (result.model_dir / "model.onnx").read_bytes()
+    outputs = run_onnx(onnx_bytes, matrix)
+
+    assert matrix.shape[0] == metadata["n_validation_rows"]
+    assert np.isnan(matrix).any()
+    for head in metadata["output_names"]:
+        np.testing.assert_array_equal(outputs[head], result.validation_predictions[head], err_msg=head)
+
+
+@pytest.mark.train
+def test_model_metadata_contents(trained):
+    result, _cutoff, _ids = trained
+    metadata = load_metadata(result.model_dir)
+
+    assert EXPECTED_METADATA_KEYS <= set(metadata)
+    assert re.fullmatch(r"\d{8}T\d{6}Z", metadata["version"])
+    assert metadata["version"] == result.model_dir.name == result.version
+    assert metadata["input_name"] == "features"
+    assert metadata["output_names"] == ["purchase_prob", "expected_spend", "churn_risk"]
+    assert set(metadata["imputation"]) == set(features.FEATURE_NAMES)
+    assert metadata["versions"]["opset"] == 17
+    assert metadata["metrics"] == pytest.approx(result.metrics)
+    assert metadata["parity_max_abs_diff"] <= 1e-4
+    assert metadata["train_cutoff"] == result.settings["train_cutoff"]
+    assert set(metadata["strategy_thresholds"]) >= {"churn_risk_high", "purchase_prob_median"}
+
+
+@pytest.mark.train
+def test_model_folder_has_no_customer_data_or_pickle(trained):
+    result, _cutoff, customer_ids = trained
+    files = sorted(path.name for path in result.model_dir.iterdir())
+
+    assert files == ["metadata.json", "model.onnx", "report.json"]
+    text = (result.model_dir / "metadata.json").read_text() + (result.model_dir / "report.json").read_text()
+    strings = set(re.findall(r'"([^"]*)"', text))
+    leaked = [customer for customer in customer_ids if customer in strings]
+    assert leaked == []
+
+
+@pytest.mark.train
+def test_verify_model_sha256_mismatch_raises(trained, tmp_path):
+    result, _cutoff, _ids = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(result.model_dir, copy)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[-1] ^= 0x01
+    (copy / "model.onnx").write_bytes(bytes(data))
+
+    with pytest.raises(ModelError, match="sha256"):
+        verify_model(copy)
+
+
+def test_verify_model_missing_onnx_raises(tmp_path):
+    save_model(tmp_path, "m", b"onnx", {"feature_names": ["x"], "input_name": "features", "output_names": ["y"]}, {})
+    model_dir = next((tmp_path / "m").iterdir())
+    (model_dir / "model.onnx").unlink()
+
+    with pytest.raises(ModelError, match="not found"):
+        verify_model(model_dir)
+
+
+def test_save_model_versions_unique(tmp_path):
+    now = datetime(2026, 12, 4, 20, 30, 0, tzinfo=timezone.utc)
+    metadata = {"feature_names": ["x"], "input_name": "features", "output_names": ["y"]}
+
+    first = save_model(tmp_path, "customer", b"first", metadata, {"metrics": {}}, now=now)
+    second = save_model(tmp_path, "customer", b"second", metadata, {"metrics": {}}, now=now)
+
+    assert first.name == "20261204T203000Z"
+    assert second.name == "20261204T203001Z"
+    assert (first / "model.onnx").read_bytes() == b"first"
+    assert verify_model(second)["version"] == "20261204T203001Z"
+    assert json.loads((second / "report.json").read_text())["version"] == "20261204T203001Z"
+    # The temporary folders were renamed away.
+    assert sorted(path.name for path in (tmp_path / "customer").iterdir()) == [first.name, second.name]
+
+
+def test_save_model_invalid_name_raises(tmp_path):
+    with pytest.raises(ModelError, match="Invalid model name"):
+        save_model(tmp_path, "../escape", b"x", {}, {})
+
+
+def test_load_metadata_missing_raises(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_metadata(tmp_path)
+
+
+def test_load_metadata_missing_keys_raises(tmp_path):
+    (tmp_path / "metadata.json").write_text(json.dumps({"format_version": 1, "name": "customer"}))
+
+    with pytest.raises(ModelError, match="onnx_sha256"):
+        load_metadata(tmp_path)
+
+
+def test_load_metadata_invalid_json_raises(tmp_path):
+    (tmp_path / "metadata.json").write_text("{not json")
+
+    with pytest.raises(ModelError, match="unreadable"):
+        load_metadata(tmp_path)

@@ -1,0 +1,251 @@
+"""score_customer as a DuckDB UDF against ONNX Runtime called directly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import duckdb
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import duckmkt
+from duckmkt.errors import ModelError
+from duckmkt.features import FEATURE_NAMES
+from duckmkt.scores import write_customer_scores
+from duckmkt.scoring import HEADS, Scorer, register, resolve_model_dir
+from duckmkt.strategy import STRATEGIES, assign_strategies
+
+SCORE_ALL = "select customer_id, score_customer(f) as score from mkt.customer_features f order by customer_id"
+
+
+@pytest.fixture
+def scoring_con(small_db, trained_model_dir):
+    con = duckdb.connect(str(small_db), read_only=True)
+    register(con, trained_model_dir)
+    yield con
+    con.close()
+
+
+def direct_onnx(model_dir, matrix: np.ndarray) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    outputs = session.run(list(HEADS), {"features": matrix})
+    return {head: output.reshape(-1) for head, output in zip(HEADS, outputs)}
+
+
+def feature_matrix(con) -> tuple[list[str], np.ndarray]:
+    columns = ", ".join(FEATURE_NAMES)
+    rows = con.execute(f"select customer_id, {columns} from mkt.customer_features order by customer_id").fetchall()
+    ids = [row[0] for row in rows]
+    matrix = np.array([[np.nan if value is None else value for value in row[1:]] for row in rows], dtype=np.float32)
+    return ids, matrix
+
+
+def test_score_customer_matches_onnx_runtime(scoring_con, trained_model_dir):
+    ids, matrix = feature_matrix(scoring_con)
+    expected = direct_onnx(trained_model_dir, matrix)
+    scored = scoring_con.execute(SCORE_ALL).fetchall()
+
+    assert [row[0] for row in scored] == ids
+    for head in HEADS:
+        actual = np.array([row[1][head] for row in scored])
+        np.testing.assert_allclose(actual, expected[head], rtol=0, atol=1e-6, err_msg=head)
+
+
+def test_score_customer_scores_every_customer(scoring_con):
+    counts = scoring_con.execute(
+        "select count(*), count(score_customer(f)), count(score_customer(f).strategy) from mkt.customer_features f"
+    ).fetchall()[0]
+
+    assert counts[0] > 0
+    assert counts == (counts[0], counts[0], counts[0])
+
+
+def test_score_customer_strategy_follows_rules(scoring_con, trained_model_dir):
+    thresholds = json.loads((trained_model_dir / "metadata.json").read_text())["strategy_thresholds"]
+    scored = [row[1] for row in scoring_con.execute(SCORE_ALL).fetchall()]
+    expected = assign_strategies(
+        np.array([s["purchase_prob"] for s in scored]),
+        np.array([s["expected_spend"] for s in scored]),
+        np.array([s["churn_risk"] for s in scored]),
+        thresholds,
+    )
+
+    assert [s["strategy"] for s in scored] == expected.tolist()
+    assert {s["strategy"] for s in scored} <= set(STRATEGIES)
+
+
+def test_score_customer_carries_model_version(scoring_con, trained_model_dir):
+    version = json.loads((trained_model_dir / "metadata.json").read_text())["version"]
+    versions = scoring_con.execute("select distinct score_customer(f).model_version from mkt.customer_features f").fetchall()
+
+    assert versions == [(version,)]
+
+
+def test_score_customer_null_features(scoring_con, trained_model_dir):
+    fields = ", ".join(f"'{name}': null::double" for name in FEATURE_NAMES)
+    score = scoring_con.execute(f"select score_customer({{{fields}}})").fetchall()[0][0]
+    expected = direct_onnx(trained_model_dir, np.full((1, len(FEATURE_NAMES)), np.nan, dtype=np.float32))
+
+    for head in HEADS:
+        assert score[head] == pytest.approx(float(expected[head][0]), abs=1e-6)
+
+
+def test_score_customer_partly_null_row(scoring_con):
+    scored = scoring_con.execute(
+        """
+        select score_customer(f)
+        from (select * replace (null::double as recency_days, null::double as monetary_value)
+              from mkt.customer_features) f
+        """
+    ).fetchall()
+
+    assert len(scored) > 0
+    assert all(row[0] is not None and row[0]["purchase_prob"] is not None for row in scored)
+
+
+def test_score_customer_nonfinite_values_imputed(scoring_con, trained_model_dir):
+    values = {name: "'nan'::double" for name in FEATURE_NAMES}
+    values["recency_days"] = "'inf'::double"
+    values["monetary_value"] = "'-inf'::double"
+    fields = ", ".join(f"'{name}': {value}" for name, value in values.items())
+    score = scoring_con.execute(f"select score_customer({{{fields}}})").fetchall()[0][0]
+    all_missing = direct_onnx(trained_model_dir, np.full((1, len(FEATURE_NAMES)), np.nan, dtype=np.float32))
+
+    for head in HEADS:
+        assert score[head] == pytest.approx(float(all_missing[head][0]), abs=1e-6)
+
+
+def test_score_customer_missing_field(scoring_con):
+    with pytest.raises(duckdb.Error, match="no field recency_days"):
+        scoring_con.execute(
+            "select score_customer(f) from (select * exclude (recency_days) from mkt.customer_features) f"
+        ).fetchall()
+
+
+def test_score_customer_wrong_type_names_field(scoring_con):
+    with pytest.raises(duckdb.Error, match="field frequency has type string"):
+        scoring_con.execute(
+            "select score_customer(f) from (select * replace (frequency::varchar as frequency) from mkt.customer_features) f"
+        ).fetchall()
+
+
+def test_score_customer_not_a_struct(scoring_con):
+    with pytest.raises(duckdb.Error, match="expects a struct"):
+        scoring_con.execute("select score_customer(42)").fetchall()
+
+
+def test_score_customer_empty_table(scoring_con):
+    rows = scoring_con.execute("select score_customer(f) from mkt.customer_features f where false").fetchall()
+
+    assert rows == []
+
+
+def test_score_customer_field_order_and_extras(scoring_con):
+    reordered = ", ".join(reversed(FEATURE_NAMES))
+    baseline = scoring_con.execute(SCORE_ALL).fetchall()
+    shuffled = scoring_con.execute(
+        f"""
+        select customer_id, score_customer(f) as score
+        from (select {reordered}, customer_id, 'extra' as note from mkt.customer_features) f
+        order by customer_id
+        """
+    ).fetchall()
+
+    # DuckDB may cut the two queries into different batches, and ONNX
+    # Runtime's matrix kernels round differently by batch size.
+    assert [row[0] for row in shuffled] == [row[0] for row in baseline]
+    for (_, expected), (_, actual) in zip(baseline, shuffled):
+        for head in HEADS:
+            assert actual[head] == pytest.approx(expected[head], abs=1e-6)
+
+
+def test_score_customer_integer_and_decimal_inputs(scoring_con):
+    as_double = scoring_con.execute(SCORE_ALL).fetchall()
+    as_other_types = scoring_con.execute(
+        """
+        select customer_id, score_customer(f) as score
+        from (select * replace (frequency::integer as frequency, n_products::bigint as n_products,
+                                spend_30d::decimal(18, 6) as spend_30d)
+              from mkt.customer_features) f
+        order by customer_id
+        """
+    ).fetchall()
+
+    for (_, expected), (_, actual) in zip(as_double, as_other_types):
+        assert actual["purchase_prob"] == pytest.approx(expected["purchase_prob"], abs=1e-6)
+
+
+def test_score_customer_null_struct(scoring_con):
+    fields = ", ".join(f"'{name}': 1.0" for name in FEATURE_NAMES)
+    rows = scoring_con.execute(
+        f"select score_customer(case when i = 1 then null else {{{fields}}} end) from range(3) t(i) order by i"
+    ).fetchall()
+
+    assert rows[1][0] is None
+    assert rows[0][0] is not None and rows[2][0] is not None
+
+
+def test_write_customer_scores(small_db_copy, trained_model_dir):
+    con = duckdb.connect(str(small_db_copy))
+    register(con, trained_model_dir)
+    n_scored = write_customer_scores(con)
+    n_customers = con.execute("select count(*) from mkt.customer_features").fetchall()[0][0]
+    n_rows, n_null = con.execute(
+        "select count(*), count(*) filter (where purchase_prob is null or strategy is null) from mkt.customer_scores"
+    ).fetchall()[0]
+    con.close()
+
+    assert n_scored == n_customers == n_rows
+    assert n_null == 0
+
+
+def test_resolve_model_dir_newest_version(trained_model_dir):
+    models_dir = trained_model_dir.parents[1]
+    name = trained_model_dir.parent.name
+
+    assert resolve_model_dir(models_dir=models_dir, name=name) == trained_model_dir
+
+
+def test_resolve_model_dir_missing(tmp_path):
+    with pytest.raises(ModelError, match="duckmkt train"):
+        resolve_model_dir(models_dir=tmp_path, name="customer")
+
+
+def test_tampered_model_is_rejected(tmp_path, trained_model_dir):
+    import shutil
+
+    copy = tmp_path / "tampered"
+    shutil.copytree(trained_model_dir, copy)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+
+    with pytest.raises(ModelError, match="sha256"):
+        Scorer.load(copy)
+
+
+def test_scoring_does_not_import_tensorflow(small_db, trained_model_dir):
+    script = f"""
+import sys, duckdb, duckmkt
+con = duckdb.connect({str(small_db)!r}, read_only=True)
+duckmkt.register(con, {str(trained_model_dir)!r})
+rows = con.execute("select score_customer(f) from mkt.customer_features f").fetchall()
+assert len(rows) > 0
+loaded = sorted(name for name in sys.modules if name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))
+print('loaded:', loaded)
+sys.exit(1 if loaded else 0)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_connect_registers_score_customer(small_db_copy, trained_model_dir):
+    con = duckmkt.connect(small_db_copy, trained_model_dir)
+    n_rows = con.execute("select count(score_customer(f)) from mkt.customer_features f").fetchall()[0][0]
+    con.close()
+
+    assert n_rows > 0

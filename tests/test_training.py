@@ -1,0 +1,259 @@
+"""Training on a real subset of Online Retail: defaults, errors, metrics and baselines."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import pytest
+
+from duckmkt import features
+from duckmkt.errors import DataError, DuckmktError
+from duckmkt.training import CustomerModelTrainer, resolve_window, train
+from duckmkt.training.baselines import LogisticRegressionIRLS, last_window_spend
+from duckmkt.training.dataset import load_rows
+from duckmkt.training.metrics import log_loss, mean_absolute_error, roc_auc
+
+pytestmark = pytest.mark.train
+
+
+@pytest.fixture
+def small_con(small_db):
+    con = duckdb.connect(str(small_db), read_only=True)
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def fitted_trainer(small_db):
+    con = duckdb.connect(str(small_db), read_only=True)
+    epochs = []
+    try:
+        trainer = CustomerModelTrainer(epochs=4, seed=0).fit(con, progress=epochs.append)
+    finally:
+        con.close()
+    return trainer, epochs
+
+
+def test_resolve_window_defaults_from_data(small_con):
+    latest = small_con.execute("select max(ordered_at)::date from mkt.int_orders").fetchall()[0][0]
+    day_after = latest + timedelta(days=1)
+
+    window = resolve_window(small_con)
+
+    assert window.horizon_days == 60
+    assert window.churn_horizon_days == 120
+    assert window.validation_cutoff == day_after - timedelta(days=120)
+    assert window.train_cutoff == window.validation_cutoff - timedelta(days=120)
+    assert set(window.derived) == {"horizon_days", "churn_horizon_days", "train_cutoff", "validation_cutoff"}
+
+
+def test_resolve_window_follows_churn_horizon(small_con):
+    window = resolve_window(small_con, horizon_days=30, churn_horizon_days=90)
+
+    assert window.validation_cutoff == window.last_sale_day + timedelta(days=1) - timedelta(days=90)
+    assert window.train_cutoff == window.validation_cutoff - timedelta(days=90)
+    assert set(window.derived) == {"train_cutoff", "validation_cutoff"}
+
+
+def test_resolve_window_given_values_kept(small_con):
+    window = resolve_window(small_con, train_cutoff="2011-03-01", validation_cutoff=date(2011, 7, 1))
+
+    assert window.train_cutoff == date(2011, 3, 1)
+    assert window.validation_cutoff == date(2011, 7, 1)
+    assert "train_cutoff" not in window.derived
+    assert "validation_cutoff" not in window.derived
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"train_cutoff": "2010-11-01"}, "on or before the first sale day"),
+        ({"validation_cutoff": "2011-11-01"}, "ends after the latest sale day"),
+        ({"train_cutoff": "2011-06-01", "validation_cutoff": "2011-08-01"}, "overlap the validation period"),
+    ],
+)
+def test_resolve_window_cutoff_outside_data(small_con, settings, message):
+    with pytest.raises(DataError, match=message) as raised:
+        resolve_window(small_con, **settings)
+
+    given_cutoff = next(iter(settings.values()))
+    assert given_cutoff in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"horizon_days": 0}, {"churn_horizon_days": -5}, {"horizon_days": 200}, {"train_cutoff": "April 2011"}],
+)
+def test_resolve_window_invalid_settings(small_con, settings):
+    with pytest.raises(DuckmktError):
+        resolve_window(small_con, **settings)
+
+
+def test_train_one_class_raises(small_db_copy, tmp_path):
+    con = duckdb.connect(str(small_db_copy))
+    window = resolve_window(con)
+    # Remove every order in the training label window, so purchased is 0
+    # and churned is 1 for every training row.
+    con.execute(
+        """
+        delete from raw.order_lines
+        where (load_id, source_line) in (
+            select load_id, source_line from mkt.stg_order_lines
+            where ordered_at >= ?::timestamp and ordered_at < ?::timestamp
+        )
+        """,
+        [window.train_cutoff.isoformat(), window.validation_cutoff.isoformat()],
+    ).fetchall()
+
+    with pytest.raises(DataError, match="single value") as raised:
+        train(con, models_dir=tmp_path, epochs=1, train_cutoff=window.train_cutoff, validation_cutoff=window.validation_cutoff)
+
+    assert "purchased" in str(raised.value)
+    assert not (tmp_path / "customer").exists()
+    con.close()
+
+
+def test_train_too_few_customers_raises(small_db_copy, tmp_path):
+    con = duckdb.connect(str(small_db_copy))
+    con.execute(
+        """
+        delete from raw.order_lines
+        where customer_id not in (
+            select distinct customer_id from raw.order_lines where customer_id is not null order by customer_id limit 30
+        )
+        """
+    ).fetchall()
+
+    with pytest.raises(DataError, match="fewer than the 50 needed"):
+        train(con, models_dir=tmp_path, epochs=1)
+    con.close()
+
+
+def test_train_empty_database_raises(tmp_path):
+    from duckmkt.database import connect_database
+
+    con = connect_database(tmp_path / "empty.duckdb")
+    with pytest.raises(DataError, match="no sales"):
+        train(con, models_dir=tmp_path / "models", epochs=1)
+    con.close()
+
+
+def test_load_rows_feature_order_and_nan(small_con):
+    window = resolve_window(small_con)
+    rows = load_rows(small_con, window.train_cutoff, window)
+
+    assert rows.feature_names == features.FEATURE_NAMES
+    assert rows.matrix.dtype == np.float32
+    assert rows.matrix.shape == (rows.n_rows, len(features.FEATURE_NAMES))
+    # Customers with one order have no mean gap between orders: NULL -> NaN.
+    gap = rows.matrix[:, features.FEATURE_NAMES.index("mean_days_between_orders")]
+    frequency = rows.matrix[:, features.FEATURE_NAMES.index("frequency")]
+    assert np.all(np.isnan(gap[frequency == 1]))
+    assert np.all(np.isfinite(gap[frequency > 1]))
+
+
+def test_trainer_fit_learned_state(fitted_trainer):
+    trainer, _epochs = fitted_trainer
+
+    assert trainer.n_epochs_ <= 4
+    assert trainer.feature_names_ == features.FEATURE_NAMES
+    assert set(trainer.metrics_) == set(trainer.baselines_)
+    for value in list(trainer.metrics_.values()) + list(trainer.baselines_.values()):
+        assert np.isfinite(value)
+    for head, values in trainer.validation_predictions_.items():
+        assert values.shape == (trainer.validation_rows_.n_rows, 1), head
+    assert np.all(trainer.validation_predictions_["expected_spend"] >= 0)
+
+
+def test_trainer_progress_once_per_epoch(fitted_trainer):
+    trainer, epochs = fitted_trainer
+
+    assert [event.epoch for event in epochs] == list(range(1, trainer.n_epochs_ + 1))
+    assert all(event.epochs == 4 for event in epochs)
+    assert all(np.isfinite(event.loss) and np.isfinite(event.val_loss) for event in epochs)
+    assert "Epoch 1/4" in epochs[0].message()
+
+
+def test_trainer_same_seed_same_predictions(small_db, fitted_trainer):
+    trainer, _epochs = fitted_trainer
+    con = duckdb.connect(str(small_db), read_only=True)
+    again = CustomerModelTrainer(epochs=4, seed=0).fit(con)
+    con.close()
+
+    for head, values in trainer.validation_predictions_.items():
+        np.testing.assert_allclose(again.validation_predictions_[head], values, rtol=1e-4, atol=1e-5, err_msg=head)
+
+
+def test_roc_auc_known_values():
+    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
+    assert roc_auc(np.array([0, 1]), np.array([0.5, 0.5])) == pytest.approx(0.5)
+    assert roc_auc(np.array([1, 0]), np.array([0.9, 0.1])) == pytest.approx(1.0)
+    assert np.isnan(roc_auc(np.array([1, 1]), np.array([0.2, 0.3])))
+
+
+def test_roc_auc_ties_match_pair_count():
+    generator = np.random.default_rng(0)
+    labels = generator.integers(0, 2, 300)
+    # Scores rounded to one decimal: many ties.
+    scores = np.round(generator.random(300), 1)
+
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    wins = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
+    expected = wins / (positives.size * negatives.size)
+
+    assert roc_auc(labels, scores) == pytest.approx(expected, abs=1e-12)
+
+
+def test_log_loss_and_mae_known_values():
+    assert log_loss(np.array([1, 0]), np.array([0.8, 0.4])) == pytest.approx(-(np.log(0.8) + np.log(0.6)) / 2)
+    assert np.isfinite(log_loss(np.array([1]), np.array([0.0])))
+    assert mean_absolute_error(np.array([1.0, 5.0]), np.array([2.0, 2.0])) == pytest.approx(2.0)
+
+
+def test_logistic_regression_irls_optimum():
+    generator = np.random.default_rng(1)
+    x = generator.normal(size=(2000, 2))
+    true_weights = np.array([1.5, -2.0])
+    y = (generator.random(2000) < 1 / (1 + np.exp(-(x @ true_weights + 0.3)))).astype(float)
+
+    model = LogisticRegressionIRLS(l2=0.0).fit(x, y)
+
+    np.testing.assert_allclose(model.coef_, true_weights, atol=0.25)
+    # At the optimum the gradient of the log likelihood is zero.
+    residual = model.predict_proba(x) - y
+    np.testing.assert_allclose(x.T @ residual, 0.0, atol=1e-6)
+    assert abs(residual.sum()) < 1e-6
+
+
+def test_last_window_spend_matches_sql(small_con):
+    window = resolve_window(small_con)
+    rows = load_rows(small_con, window.validation_cutoff, window)
+
+    spend = last_window_spend(small_con, rows, window.horizon_days)
+
+    start = window.validation_cutoff - timedelta(days=window.horizon_days)
+    total = small_con.execute(
+        "select coalesce(sum(order_value), 0) from mkt.int_orders where ordered_at >= ?::timestamp and ordered_at < ?::timestamp",
+        [start.isoformat(), window.validation_cutoff.isoformat()],
+    ).fetchall()[0][0]
+    assert spend.shape == (rows.n_rows,)
+    assert spend.sum() == pytest.approx(float(total), rel=1e-9)
+    assert np.all(spend >= 0)
+
+
+def test_train_report_metrics_beside_baselines(small_db, tmp_path):
+    con = duckdb.connect(str(small_db), read_only=True)
+    result = train(con, models_dir=tmp_path, epochs=2)
+    con.close()
+
+    assert set(result.derived_settings) == {"horizon_days", "churn_horizon_days", "train_cutoff", "validation_cutoff"}
+    assert result.settings["horizon_days"] == 60
+    report = json.loads((result.model_dir / "report.json").read_text())
+    assert set(report["metrics"]) == set(result.metrics)
+    for name, entry in report["metrics"].items():
+        assert entry["model"] == pytest.approx(result.metrics[name])
+        assert entry["baseline"] == pytest.approx(result.baselines[name])
+    assert [row[0] for row in result.comparison()] == list(report["metrics"])
