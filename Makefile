@@ -11,7 +11,7 @@ LOCALE := src/duckmkt/locale
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,test]'
+	$(BIN)/pip install --quiet -e '.[train,test,spark]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -20,11 +20,17 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/pytest
 
-# Extract the messages, merge them into the Chinese catalog and compile it.
-catalogs: $(VENV)/.installed
-	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output -o $(LOCALE)/duckmkt.pot src/duckmkt
-	$(BIN)/pybabel update -i $(LOCALE)/duckmkt.pot -d $(LOCALE) -D duckmkt -l zh_CN --no-fuzzy-matching
-	$(BIN)/pybabel compile -d $(LOCALE) -D duckmkt --statistics
+# Extract the messages, merge them into the Chinese catalog (created on the
+# first run) and compile it. Translate the new entries of
+# $(LOCALE)/zh_CN/LC_MESSAGES/duckmkt.po, then run it again so the .mo matches.
+# PYBABEL=/path/to/pybabel uses an installed Babel (2.14 or later) instead of
+# the virtual environment.
+PYBABEL ?= $(BIN)/pybabel
+
+catalogs: $(if $(filter $(BIN)/pybabel,$(PYBABEL)),$(VENV)/.installed)
+	$(PYBABEL) extract -F babel.cfg -k N_ --no-location --sort-output --project duckmkt -o $(LOCALE)/duckmkt.pot src/duckmkt
+	$(PYBABEL) update -i $(LOCALE)/duckmkt.pot -d $(LOCALE) -D duckmkt -l zh_CN --init-missing --no-fuzzy-matching --ignore-obsolete
+	$(PYBABEL) compile -d $(LOCALE) -D duckmkt -l zh_CN --statistics
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_online_retail.py

@@ -90,3 +90,15 @@ def trained_model_dir(tmp_path_factory, small_db) -> Path:
     finally:
         con.close()
     return result.model_dir
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """One local[2] SparkSession for every Spark test, bound to 127.0.0.1 with the web UI off."""
+    pytest.importorskip("pyspark", reason="the Spark tests need the 'spark' extra: pip install -e '.[spark]'")
+    from duckmkt.spark.session import local_session
+
+    session = local_session("local[2]", shuffle_partitions=4, driver_memory="1g")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -113,6 +113,7 @@ def test_help_in_chinese_from_locale():
     assert result.returncode == 0, result.stderr
     assert CJK.search(result.stdout)
     assert "选项" in result.stdout
+    assert "Show this message and exit." not in result.stdout
 
 
 def test_help_in_english_from_locale():

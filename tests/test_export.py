@@ -67,7 +67,7 @@ def test_export_nan_row_equals_median_row(exported):
 
 def test_export_preprocessing_matches_numpy(exported):
     trainer, _onnx_bytes = exported
-    layer = trainer.model_.get_layer("preprocessing")
+    layer = trainer.network_.get_layer("preprocessing")
     matrix = parity_rows(trainer.validation_rows_.matrix, trainer.preprocessing_.median)
 
     graph_values = np.asarray(layer(matrix))
@@ -105,3 +105,17 @@ def test_check_parity_other_model_raises(exported, small_db):
 def test_run_onnx_invalid_model_raises():
     with pytest.raises(ExportError, match="cannot load"):
         run_onnx(b"not an onnx model", np.zeros((1, 3), dtype=np.float32))
+
+
+def test_export_includes_platt_calibration(exported):
+    from duckmkt.training.calibration import apply_platt
+
+    trainer, onnx_bytes = exported
+    matrix = trainer.validation_rows_.matrix
+    raw = predict(trainer.network_, matrix)
+    exported_outputs = run_onnx(onnx_bytes, matrix)
+
+    for head, (slope, intercept) in trainer.calibration_.items():
+        expected = apply_platt(raw[head], slope, intercept).reshape(-1, 1)
+        np.testing.assert_allclose(exported_outputs[head], expected, atol=1e-5, err_msg=head)
+    np.testing.assert_allclose(exported_outputs["expected_spend"], raw["expected_spend"], rtol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 
@@ -149,3 +150,53 @@ def test_labels_cover_the_feature_customers(online_retail_con):
     ).fetchall()[0][0]
 
     assert n_labels == n_features
+
+
+@pytest.mark.train
+def test_stacked_training_rows_ignore_later_data(small_db, small_db_copy):
+    """Each stacked cutoff's features equal those of a database cut at that cutoff, and its labels end before validation."""
+    import shutil
+    from datetime import timedelta
+
+    from duckmkt.training import resolve_window
+    from duckmkt.training.dataset import load_rows, stack_rows, training_cutoffs
+
+    con = duckdb.connect(str(small_db), read_only=True)
+    window = resolve_window(con)
+    cutoffs = training_cutoffs(window, 3, 30)
+    stacked = stack_rows([load_rows(con, cutoff, window) for cutoff in cutoffs])
+    con.close()
+
+    assert len(set(cutoffs)) == 3
+    assert max(cutoffs) + timedelta(days=window.churn_horizon_days) <= window.validation_cutoff
+    assert set(stacked.row_cutoffs) == set(cutoffs)
+    for cutoff in cutoffs:
+        # A fresh copy with every line at or after this cutoff removed.
+        shutil.copy(small_db, small_db_copy)
+        copy = duckdb.connect(str(small_db_copy))
+        copy.execute("delete from raw.order_lines where try_cast(ordered_at as timestamp) >= ?::timestamp", [cutoff.isoformat()])
+        cut = load_rows(copy, cutoff, window)
+        copy.close()
+
+        rows = stacked.row_cutoffs == cutoff
+        assert list(stacked.customer_ids[rows]) == list(cut.customer_ids), cutoff
+        np.testing.assert_array_equal(stacked.matrix[rows], cut.matrix, err_msg=str(cutoff))
+
+
+def test_feature_catalog_table(small_db_copy):
+    from duckmkt.feature_catalog import write_feature_catalog
+    from duckmkt.features import FEATURES
+
+    con = duckdb.connect(str(small_db_copy))
+    n_features = write_feature_catalog(con)
+    rows = con.execute(
+        "select name, unit, source_table, formula, description_en, description_zh from mkt.feature_catalog order by position"
+    ).fetchall()
+    con.close()
+
+    assert n_features == len(FEATURES) == len(rows)
+    assert [row[0] for row in rows] == list(FEATURE_NAMES)
+    for name, unit, source, formula, english, chinese in rows:
+        assert source.startswith("mkt."), name
+        assert formula, name
+        assert unit and english and chinese, name

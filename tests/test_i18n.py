@@ -20,6 +20,11 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 # Typer's own strings that go through the global gettext domain.
 TYPER_MESSAGES = ("Options", "Commands", "Arguments", "[default: {}]", "[required]", "Error")
 
+# Latin text that may stay in a Chinese translation: placeholders, %-formats,
+# names with '_', '.', '-' or '/' (codes, SQL names, options, paths),
+# upper-case words (SQL, ONNX, DB) and the keywords of a quoted SQL query.
+CODE_OR_NAME = re.compile(r"\{[^}]*\}|%[-.0-9]*[sdfgr]|[\w.\-/]*[_./\-][\w.\-/]*|\b[A-Z0-9]+\b|\b(?:select|from)\b")
+
 
 def source_messages() -> set[str]:
     keywords = {"_": None, "N_": None, "ngettext": (1, 2)}
@@ -45,6 +50,30 @@ def test_every_message_has_chinese_translation():
     )
 
     assert missing == []
+
+
+def test_typer_messages_are_extracted():
+    assert set(TYPER_MESSAGES) <= set(i18n.TYPER_MESSAGES)
+    assert set(i18n.TYPER_MESSAGES) <= source_messages()
+
+
+def test_catalog_has_no_obsolete_messages():
+    catalog_ids = {message.id for message in chinese_catalog() if message.id}
+
+    assert sorted(catalog_ids - source_messages()) == []
+
+
+def test_translations_are_chinese():
+    english = [
+        message.id
+        for message in chinese_catalog()
+        if message.id
+        and message.string
+        and not CJK.search(message.string)
+        and re.search(r"[A-Za-z]{2,}", CODE_OR_NAME.sub(" ", message.string))
+    ]
+
+    assert english == []
 
 
 def test_translations_keep_placeholders():

@@ -13,7 +13,7 @@ import pytest
 
 from duckmkt import features
 from duckmkt.errors import ModelError
-from duckmkt.registry import load_metadata, save_model, verify_model
+from duckmkt.registry import load_metadata, save_model, verify_model, write_metadata
 from duckmkt.training import train
 from duckmkt.training.export import run_onnx
 
@@ -94,7 +94,10 @@ def test_model_metadata_contents(trained):
     assert re.fullmatch(r"\d{8}T\d{6}Z", metadata["version"])
     assert metadata["version"] == result.model_dir.name == result.version
     assert metadata["input_name"] == "features"
-    assert metadata["output_names"] == ["purchase_prob", "expected_spend", "churn_risk"]
+    assert metadata["output_names"] == ["purchase_prob", "expected_spend", "churn_risk", "expected_purchases"]
+    assert metadata["model_kind"] == "customer"
+    assert metadata["train_cutoffs"] == [metadata["train_cutoff"]]
+    assert set(metadata["calibration"]) == {"purchase_prob", "churn_risk"}
     assert set(metadata["imputation"]) == set(features.FEATURE_NAMES)
     assert metadata["versions"]["opset"] == 17
     assert metadata["metrics"] == pytest.approx(result.metrics)
@@ -108,7 +111,7 @@ def test_model_folder_has_no_customer_data_or_pickle(trained):
     result, _cutoff, customer_ids = trained
     files = sorted(path.name for path in result.model_dir.iterdir())
 
-    assert files == ["metadata.json", "model.onnx", "report.json"]
+    assert files == ["metadata.json", "metadata.json.sha256", "model.onnx", "report.json"]
     text = (result.model_dir / "metadata.json").read_text() + (result.model_dir / "report.json").read_text()
     strings = set(re.findall(r'"([^"]*)"', text))
     leaked = [customer for customer in customer_ids if customer in strings]
@@ -175,3 +178,112 @@ def test_load_metadata_invalid_json_raises(tmp_path):
 
     with pytest.raises(ModelError, match="unreadable"):
         load_metadata(tmp_path)
+
+
+@pytest.fixture
+def two_versions(small_db_copy, tmp_path, trained_model_dir):
+    """The small database with two recorded versions of the same model (copies of the trained one)."""
+    from duckmkt.registry import record_model
+
+    models_dir = tmp_path / "models"
+    versions = ["20250101T000000Z", "20250102T000000Z"]
+    con = duckdb.connect(str(small_db_copy))
+    from duckmkt import sql_views
+
+    sql_views.install(con)
+    for version in versions:
+        target = models_dir / "customer" / version
+        shutil.copytree(trained_model_dir, target)
+        metadata = json.loads((target / "metadata.json").read_text())
+        metadata["version"] = version
+        write_metadata(target, metadata)
+        record_model(con, target)
+    yield con, models_dir, versions
+    con.close()
+
+
+@pytest.mark.train
+def test_promote_and_rollback_statuses(two_versions):
+    from duckmkt.registry import list_models, promote, promoted_version, rollback
+
+    con, models_dir, (first, second) = two_versions
+    assert promoted_version(con, "customer") is None
+
+    promote(con, "customer", first)
+    promote(con, "customer", second)
+    statuses = {version: status for _n, version, _c, _k, status, _t, _v in list_models(con)}
+    assert statuses == {first: "archived", second: "promoted"}
+
+    row = rollback(con, "customer")
+    statuses = {version: status for _n, version, _c, _k, status, _t, _v in list_models(con)}
+    assert row["version"] == first
+    assert statuses == {first: "promoted", second: "rolled_back"}
+    with pytest.raises(ModelError, match="no earlier promoted version"):
+        rollback(con, "customer")
+
+
+@pytest.mark.train
+def test_score_customer_uses_promoted_version(two_versions):
+    from duckmkt.registry import promote
+    from duckmkt.scoring import register
+
+    con, models_dir, (first, second) = two_versions
+    promote(con, "customer", first)
+
+    register(con, models_dir=models_dir)
+    versions = {row[0] for row in con.execute("select (score_customer(f)).model_version from mkt.customer_features f").fetchall()}
+    assert versions == {first}
+
+    # A named version wins over the promoted one.
+    register(con, second, models_dir=models_dir)
+    versions = {row[0] for row in con.execute("select (score_customer(f)).model_version from mkt.customer_features f").fetchall()}
+    assert versions == {second}
+
+
+@pytest.mark.train
+def test_promote_tampered_model_raises(two_versions):
+    from duckmkt.registry import promote, promoted_version
+
+    con, models_dir, (first, _second) = two_versions
+    onnx_path = models_dir / "customer" / first / "model.onnx"
+    data = bytearray(onnx_path.read_bytes())
+    data[-1] ^= 0x01
+    onnx_path.write_bytes(bytes(data))
+
+    with pytest.raises(ModelError, match="sha256"):
+        promote(con, "customer", first)
+    assert promoted_version(con, "customer") is None
+
+
+def test_promote_unrecorded_version_raises(small_db_copy):
+    from duckmkt import sql_views
+    from duckmkt.registry import promote
+
+    con = duckdb.connect(str(small_db_copy))
+    sql_views.install(con)
+    with pytest.raises(ModelError, match="not in mkt.models"):
+        promote(con, "customer", "20990101T000000Z")
+    con.close()
+
+
+@pytest.mark.train
+def test_promote_and_rollback_recompile_sql(two_versions, small_db_copy):
+    from duckmkt.compile import compiled_model_info
+    from duckmkt.model_quality import models_promote_command, models_rollback_command
+
+    con, models_dir, (first, second) = two_versions
+    con.close()
+
+    models_promote_command(small_db_copy, first, models_dir=models_dir)
+    models_promote_command(small_db_copy, second, models_dir=models_dir)
+    check = duckdb.connect(str(small_db_copy), read_only=True)
+    after_promote = compiled_model_info(check)["version"]
+    check.close()
+
+    models_rollback_command(small_db_copy)
+    check = duckdb.connect(str(small_db_copy), read_only=True)
+    after_rollback = compiled_model_info(check)["version"]
+    check.close()
+
+    assert after_promote == second
+    assert after_rollback == first

@@ -257,3 +257,61 @@ def test_train_report_metrics_beside_baselines(small_db, tmp_path):
         assert entry["model"] == pytest.approx(result.metrics[name])
         assert entry["baseline"] == pytest.approx(result.baselines[name])
     assert [row[0] for row in result.comparison()] == list(report["metrics"])
+
+
+def test_trainer_search_same_seed_same_model(small_db):
+    con = duckdb.connect(str(small_db), read_only=True)
+    settings = {"epochs": 3, "seed": 3, "time_budget_seconds": 3600, "max_trials": 2, "n_train_cutoffs": 2}
+    first = CustomerModelTrainer(**settings).fit(con)
+    second = CustomerModelTrainer(**settings).fit(con)
+    con.close()
+
+    assert len(first.trials_) == 2
+    assert first.params_ == second.params_
+    assert first.calibration_ == second.calibration_
+    for head, values in first.validation_predictions_.items():
+        np.testing.assert_array_equal(second.validation_predictions_[head], values, err_msg=head)
+
+
+def test_trainer_calibration_and_class_weights(fitted_trainer):
+    trainer, _epochs = fitted_trainer
+
+    assert set(trainer.calibration_) == {"purchase_prob", "churn_risk"}
+    assert set(trainer.positive_weights_) == {"purchase_prob", "churn_risk"}
+    purchased = trainer.train_rows_.labels["purchased"]
+    assert trainer.positive_weights_["purchase_prob"] == pytest.approx((purchased.size - purchased.sum()) / purchased.sum())
+    report = trainer.calibration_report_["purchase_prob"]
+    assert sum(row["n_rows"] for row in report["reliability"]) == trainer.validation_rows_.n_rows
+    assert report["ece"] == pytest.approx(trainer.metrics_["purchase_ece"])
+
+
+def test_platt_scaling_lowers_calibration_error():
+    from duckmkt.training.calibration import apply_platt, fit_platt
+    from duckmkt.training.metrics import expected_calibration_error
+
+    generator = np.random.default_rng(0)
+    truth = generator.random(5000)
+    labels = (generator.random(5000) < truth).astype(float)
+    # Overconfident scores: pushed toward 0 and 1.
+    scores = 1 / (1 + np.exp(-3 * np.log(truth / (1 - truth))))
+
+    slope, intercept = fit_platt(scores, labels)
+
+    assert slope == pytest.approx(1 / 3, abs=0.05)
+    assert expected_calibration_error(labels, apply_platt(scores, slope, intercept)) < expected_calibration_error(labels, scores) / 2
+
+
+def test_training_cutoffs_before_first_sale_raises(small_con):
+    from duckmkt.training.dataset import training_cutoffs
+
+    window = resolve_window(small_con)
+
+    with pytest.raises(DataError, match="first sale"):
+        training_cutoffs(window, 50, 30)
+    with pytest.raises(DuckmktError, match="n_train_cutoffs"):
+        training_cutoffs(window, 0, 30)
+
+
+def test_trainer_invalid_class_weight_raises(small_con):
+    with pytest.raises(DuckmktError, match="class_weight"):
+        CustomerModelTrainer(class_weight="auto", epochs=1).fit(small_con)

@@ -47,13 +47,54 @@ def main(argv: list[str] | None = None) -> None:
     try:
         activate_language(_language_from_argv(argv))
     except ValueError as error:
-        print(f"Error: {error}", file=sys.stderr)
+        print(i18n._("Error: {message}").format(message=error), file=sys.stderr)
         raise SystemExit(2) from error
 
     from duckmkt.commands import build_app
 
+    translate_help_option()
     app = build_app()
-    app(args=argv, prog_name="duckmkt")
+    try:
+        app(args=argv, prog_name="duckmkt")
+    except Exception as error:
+        from duckmkt.commands.common import State
+
+        if State.debug:
+            raise
+        # The message of an unexpected error (a DuckDB conversion error, say)
+        # may quote row values, so only its type is printed; --debug shows it.
+        print(
+            i18n._("Error: unexpected {kind}; rerun with --debug to see the traceback.").format(kind=type(error).__name__),
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
+
+
+def translate_help_option() -> None:
+    """Give the --help option of every command its text in the active language.
+
+    Typer's vendored Click writes "Show this message and exit." as a literal,
+    outside gettext, so the option is relabelled after Click creates it.
+    """
+    # NOTE: this relies on typer._click.core.Command.get_help_option (Typer
+    # 0.29); if a Typer release renames it, --help stays in English and
+    # tests/test_cli.py::test_help_in_chinese_from_locale fails.
+    try:
+        from typer._click.core import Command
+    except ImportError:
+        return
+    original = getattr(Command, "get_help_option", None)
+    if original is None or getattr(original, "_duckmkt_translated", False):
+        return
+
+    def get_help_option(self, ctx):
+        option = original(self, ctx)
+        if option is not None:
+            option.help = i18n._("Show this message and exit.")
+        return option
+
+    get_help_option._duckmkt_translated = True
+    Command.get_help_option = get_help_option
 
 
 def configure_logging(debug: bool) -> None:

@@ -13,6 +13,12 @@ from duckmkt.i18n import _
 
 logger = logging.getLogger(__name__)
 
+# Storage format of newly created files. DuckDB 2.0 writes format v2.0.0 by
+# default, which DuckDB 1.x (the CLI 1.5 and the JDBC drivers of BI tools)
+# cannot open; v1.0.0 is readable by every DuckDB since 1.0. An existing
+# file keeps the format it was created with.
+STORAGE_COMPATIBILITY_VERSION = "v1.0.0"
+
 
 def connect_database(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open (or create) the database at ``path`` and install the views.
@@ -23,7 +29,9 @@ def connect_database(path: str | Path, *, read_only: bool = False) -> duckdb.Duc
     if read_only and not path.exists():
         raise DuckmktError(_("Database file {path} not found; create it with 'duckmkt load'.").format(path=path))
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
+        con = duckdb.connect(
+            str(path), read_only=read_only, config={"storage_compatibility_version": STORAGE_COMPATIBILITY_VERSION}
+        )
     except duckdb.Error as error:
         raise DuckmktError(
             _("Could not open database {path}: {error}").format(path=path, error=error)

@@ -31,3 +31,7 @@ class ModelError(DuckmktError):
 
 class ExportError(DuckmktError):
     """The ONNX export of a trained model failed or disagrees with Keras."""
+
+
+class StrategyRuleError(DuckmktError):
+    """A strategy rule is invalid: an unsafe or unparsable condition, a duplicate code or priority."""

@@ -24,53 +24,61 @@ class Feature:
     description: str
     # Heavy-tailed, non-negative features are log1p-transformed before scaling.
     log_transform: bool = False
+    # Table the feature is computed from, and its formula over rows of that
+    # table before the cutoff (the SQL is in sql/features/).
+    source: str = ""
+    formula: str = ""
 
     def localized_description(self) -> str:
         return _(self.description)
 
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("recency_days", "days", N_("Days from the customer's latest order to the cutoff."), True),
-    Feature("tenure_days", "days", N_("Days from the customer's first order to the cutoff."), True),
-    Feature("frequency", "orders", N_("Number of orders before the cutoff."), True),
-    Feature("monetary_value", "currency", N_("Total spend on products before the cutoff."), True),
-    Feature("avg_order_value", "currency", N_("Mean value of an order."), True),
-    Feature("max_order_value", "currency", N_("Value of the largest order."), True),
+    Feature("recency_days", "days", N_("Days from the customer's latest order to the cutoff."), True, source="mkt.int_orders", formula="(cutoff - max(ordered_at)) in days"),
+    Feature("tenure_days", "days", N_("Days from the customer's first order to the cutoff."), True, source="mkt.int_orders", formula="(cutoff - min(ordered_at)) in days"),
+    Feature("frequency", "orders", N_("Number of orders before the cutoff."), True, source="mkt.int_orders", formula="count(orders)"),
+    Feature("monetary_value", "currency", N_("Total spend on products before the cutoff."), True, source="mkt.int_orders", formula="sum(order_value)"),
+    Feature("avg_order_value", "currency", N_("Mean value of an order."), True, source="mkt.int_orders", formula="avg(order_value)"),
+    Feature("max_order_value", "currency", N_("Value of the largest order."), True, source="mkt.int_orders", formula="max(order_value)"),
     Feature(
         "mean_days_between_orders",
         "days",
         N_("Mean number of days between consecutive orders; empty for customers with one order."),
         True,
+        source="mkt.int_orders",
+        formula="(tenure_days - recency_days) / (frequency - 1) when frequency > 1",
     ),
-    Feature("orders_per_month", "orders per 30 days", N_("Orders per 30 days of tenure."), True),
-    Feature("n_orders_30d", "orders", N_("Orders in the 30 days before the cutoff."), True),
-    Feature("n_orders_90d", "orders", N_("Orders in the 90 days before the cutoff."), True),
-    Feature("spend_30d", "currency", N_("Spend in the 30 days before the cutoff."), True),
-    Feature("spend_90d", "currency", N_("Spend in the 90 days before the cutoff."), True),
-    Feature("spend_180d", "currency", N_("Spend in the 180 days before the cutoff."), True),
-    Feature("n_products", "products", N_("Number of distinct products bought."), True),
-    Feature("avg_items_per_order", "items", N_("Mean number of items in an order."), True),
-    Feature("avg_unit_price", "currency per item", N_("Mean price paid per item."), True),
-    Feature("n_returns", "orders", N_("Number of orders with a cancellation or return."), True),
-    Feature("return_rate", "share", N_("Share of the bought value that was cancelled or returned."), False),
+    Feature("orders_per_month", "orders per 30 days", N_("Orders per 30 days of tenure."), True, source="mkt.int_orders", formula="frequency / greatest(tenure_days, 1) * 30"),
+    Feature("n_orders_30d", "orders", N_("Orders in the 30 days before the cutoff."), True, source="mkt.int_orders", formula="count(orders) with cutoff - ordered_at <= 30 days"),
+    Feature("n_orders_90d", "orders", N_("Orders in the 90 days before the cutoff."), True, source="mkt.int_orders", formula="count(orders) with cutoff - ordered_at <= 90 days"),
+    Feature("spend_30d", "currency", N_("Spend in the 30 days before the cutoff."), True, source="mkt.int_orders", formula="sum(order_value) with cutoff - ordered_at <= 30 days, 0 without orders"),
+    Feature("spend_90d", "currency", N_("Spend in the 90 days before the cutoff."), True, source="mkt.int_orders", formula="sum(order_value) with cutoff - ordered_at <= 90 days, 0 without orders"),
+    Feature("spend_180d", "currency", N_("Spend in the 180 days before the cutoff."), True, source="mkt.int_orders", formula="sum(order_value) with cutoff - ordered_at <= 180 days, 0 without orders"),
+    Feature("n_products", "products", N_("Number of distinct products bought."), True, source="mkt.int_sales", formula="count(distinct product_id)"),
+    Feature("avg_items_per_order", "items", N_("Mean number of items in an order."), True, source="mkt.int_orders", formula="avg(n_items)"),
+    Feature("avg_unit_price", "currency per item", N_("Mean price paid per item."), True, source="mkt.int_sales", formula="sum(amount) / sum(quantity)"),
+    Feature("n_returns", "orders", N_("Number of orders with a cancellation or return."), True, source="mkt.int_returns", formula="count(distinct order_id)"),
+    Feature("return_rate", "share", N_("Share of the bought value that was cancelled or returned."), False, source="mkt.int_returns", formula="returned_amount / (monetary_value + returned_amount)"),
     # Browsing, interaction and profile features from mkt.event_features_at. A
     # count is empty when its source has no rows before the cutoff.
-    Feature("n_views", "events", N_("Product or page views before the cutoff; empty when browsing is not loaded."), True),
-    Feature("n_add_to_carts", "events", N_("Add-to-cart events before the cutoff; empty when browsing is not loaded."), True),
-    Feature("n_sessions", "sessions", N_("Distinct browsing sessions; empty when no event has a session id."), True),
-    Feature("days_since_last_view", "days", N_("Days from the latest view to the cutoff; empty without views."), True),
+    Feature("n_views", "events", N_("Product or page views before the cutoff; empty when browsing is not loaded."), True, source="mkt.stg_events", formula="count(events) with event_type = view"),
+    Feature("n_add_to_carts", "events", N_("Add-to-cart events before the cutoff; empty when browsing is not loaded."), True, source="mkt.stg_events", formula="count(events) with event_type = add_to_cart"),
+    Feature("n_sessions", "sessions", N_("Distinct browsing sessions; empty when no event has a session id."), True, source="mkt.stg_events", formula="count(distinct session_id)"),
+    Feature("days_since_last_view", "days", N_("Days from the latest view to the cutoff; empty without views."), True, source="mkt.stg_events", formula="(cutoff - max(occurred_at of views)) in days"),
     Feature(
         "view_to_purchase_rate",
         "share",
         N_("Share of viewed products bought at or after their first view; empty without product views."),
         False,
+        source="mkt.stg_events",
+        formula="viewed products bought at or after their first view / viewed products",
     ),
-    Feature("n_email_opens", "events", N_("E-mail opens before the cutoff; empty when interactions are not loaded."), True),
-    Feature("n_email_clicks", "events", N_("E-mail clicks before the cutoff; empty when interactions are not loaded."), True),
-    Feature("n_contacts", "contacts", N_("Marketing contacts of any channel before the cutoff; empty when interactions are not loaded."), True),
-    Feature("days_since_last_contact", "days", N_("Days from the latest marketing contact to the cutoff; empty without contacts."), True),
-    Feature("age_years", "years", N_("Cutoff year minus the birth year from the customer profile; empty without one."), False),
-    Feature("days_since_signup", "days", N_("Days from sign-up to the cutoff; empty without a sign-up date."), True),
+    Feature("n_email_opens", "events", N_("E-mail opens before the cutoff; empty when interactions are not loaded."), True, source="mkt.stg_interactions", formula="count(interactions) with channel = email and interaction_type = open"),
+    Feature("n_email_clicks", "events", N_("E-mail clicks before the cutoff; empty when interactions are not loaded."), True, source="mkt.stg_interactions", formula="count(interactions) with channel = email and interaction_type = click"),
+    Feature("n_contacts", "contacts", N_("Marketing contacts of any channel before the cutoff; empty when interactions are not loaded."), True, source="mkt.stg_interactions", formula="count(interactions)"),
+    Feature("days_since_last_contact", "days", N_("Days from the latest marketing contact to the cutoff; empty without contacts."), True, source="mkt.stg_interactions", formula="(cutoff - max(occurred_at)) in days"),
+    Feature("age_years", "years", N_("Cutoff year minus the birth year from the customer profile; empty without one."), False, source="mkt.stg_customers", formula="year(cutoff) - birth_year"),
+    Feature("days_since_signup", "days", N_("Days from sign-up to the cutoff; empty without a sign-up date."), True, source="mkt.stg_customers", formula="(cutoff - signed_up_at) in days"),
 )
 
 FEATURE_NAMES: tuple[str, ...] = tuple(feature.name for feature in FEATURES)

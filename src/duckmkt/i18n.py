@@ -48,7 +48,7 @@ def set_language(language: str | None = None) -> str:
         language = "zh"
     if language not in SUPPORTED_LANGUAGES:
         allowed = ", ".join(SUPPORTED_LANGUAGES)
-        raise ValueError(f"Unsupported language {language!r}; use one of: {allowed}.")
+        raise ValueError(_("Unsupported language {language!r}; use one of: {allowed}.").format(language=language, allowed=allowed))
 
     _translation = gettext.translation(
         DOMAIN,
@@ -78,6 +78,33 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 def N_(message: str) -> str:
     """Mark ``message`` for extraction without translating it yet."""
     return message
+
+
+# Typer's own messages (typer/core.py and typer/rich_utils.py of Typer 0.29),
+# which Typer translates through the global gettext domain that
+# duckmkt.cli.activate_language binds to this catalog. Listing them here puts
+# them into the extracted template. Click's usage line and parameter errors
+# ("Usage:", "Missing argument ...") are literals in Typer's vendored Click
+# and stay in English.
+TYPER_MESSAGES = (
+    N_("Options"),
+    N_("Commands"),
+    N_("Arguments"),
+    N_("Error"),
+    N_("[default: {}]"),
+    N_("[env var: {}]"),
+    N_("[required]"),
+    N_("(deprecated) "),
+    N_("Aborted."),
+    N_("Aborted!"),
+    N_("Try [blue]'{command_path} {help_option}'[/] for help."),
+    N_("(dynamic)"),
+    N_("default: {default}"),
+    N_("required"),
+    N_("env var: {var}"),
+    N_("Missing command."),
+    N_("No such command {name!r}."),
+)
 
 
 set_language()

@@ -51,13 +51,21 @@ def load_command(
     date_format: str | None = None,
     timezone: str | None = None,
     delimiter: str | None = None,
+    hash_ids: bool = False,
+    id_key_file: Path | None = None,
 ) -> list[loading.LoadReport]:
     """Load ``file`` into ``db`` and print one report per record kind.
 
     A preset or mapping file may cover several kinds (Bank Marketing gives
     customers and interactions); every part is loaded from one read of the file.
+    With ``hash_ids`` (or a key file) customer ids are stored as keyed hashes.
     """
     options = {"encoding": encoding, "date_format": date_format, "timezone": timezone, "delimiter": delimiter}
+    if hash_ids or id_key_file is not None:
+        from duckmkt.loading.hashing import read_id_key
+
+        # Read before the database is opened, so a missing key changes nothing.
+        options["id_key"] = read_id_key(id_key_file)
     con = connect_database(db)
     try:
         if preset is not None or mapping is not None:
@@ -115,8 +123,16 @@ def train_command(
     validation_cutoff: date | None = None,
     epochs: int | None = None,
     seed: int = 0,
+    n_train_cutoffs: int = 1,
+    cutoff_step_days: int | None = None,
+    time_budget_seconds: float | None = None,
+    label: str | None = None,
+    features: str | None = None,
 ):
-    """Train, export and save a model from the data in ``db``; print its metrics."""
+    """Train, export and save a model from the data in ``db``, record it in ``mkt.models``; print its metrics.
+
+    With ``label`` a response model is trained on that label instead of the customer model.
+    """
     try:
         from duckmkt import training
     except ImportError as error:
@@ -127,6 +143,19 @@ def train_command(
         ) from error
 
     options = {"epochs": epochs} if epochs is not None else {}
+    if label is not None:
+        from duckmkt.model_quality import train_response_command
+
+        return train_response_command(
+            db,
+            label=label,
+            features=features,
+            # A response model under the customer model's name would replace it in scoring.
+            name="response" if name == "customer" else name,
+            models_dir=models_dir,
+            seed=seed,
+            **options,
+        )
     con = connect_database(db)
     started = time.perf_counter()
     try:
@@ -140,11 +169,20 @@ def train_command(
             validation_cutoff=validation_cutoff,
             seed=seed,
             progress=print_progress,
+            n_train_cutoffs=n_train_cutoffs,
+            cutoff_step_days=cutoff_step_days,
+            time_budget_seconds=time_budget_seconds,
             **options,
         )
+        from duckmkt.registry import record_model
+
+        record_model(con, result.model_dir)
     finally:
         con.close()
     print_training_result(result, time.perf_counter() - started)
+    from duckmkt.clients import compile_after_training
+
+    compile_after_training(db, result.model_dir)
     return result
 
 
@@ -186,22 +224,34 @@ def score_command(
     name: str = "customer",
     models_dir: Path = Path("models"),
     limit: int = 10,
+    changed: bool = False,
 ) -> int:
-    """Score every customer of ``db`` into ``mkt.customer_scores`` and print a summary."""
-    from duckmkt.scores import strategy_summary, write_customer_scores
+    """Score the customers of ``db`` into ``mkt.customer_scores`` and print a summary.
+
+    With ``changed`` only customers whose features, model or rules changed
+    since the last run are scored. Returns the number of customers scored.
+    """
+    from duckmkt.scores import materialize_scores, strategy_summary
     from duckmkt.scoring import register
 
     con = connect_database(db)
     try:
         scorer = register(con, model, models_dir=models_dir, name=name)
         echo(_("Scoring with model {name} version {version}.").format(name=scorer.metadata.get("name"), version=scorer.version))
-        n_customers = write_customer_scores(con)
+        run = materialize_scores(con, model_version=scorer.version, changed=changed)
         print_score_sample(con, limit)
         print_strategy_summary(strategy_summary(con))
     finally:
         con.close()
-    echo(_("{count:,} customers scored into mkt.customer_scores.").format(count=n_customers))
-    return n_customers
+    if changed:
+        echo(
+            _("{scored:,} customers scored, {unchanged:,} unchanged and {removed:,} removed in mkt.customer_scores.").format(
+                scored=run.n_scored, unchanged=run.n_unchanged, removed=run.n_removed
+            )
+        )
+    else:
+        echo(_("{count:,} customers scored into mkt.customer_scores.").format(count=run.n_scored))
+    return run.n_scored
 
 
 def print_score_sample(con, limit: int) -> None:

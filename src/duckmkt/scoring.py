@@ -25,14 +25,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from duckmkt import strategy
+from duckmkt import registry
+from duckmkt import explain, strategy
 from duckmkt.errors import FeatureError, ModelError
 from duckmkt.i18n import _
+from duckmkt.recommend.scoring import register_recommender
 from duckmkt.registry import load_metadata, verify_model
+from duckmkt.score_flags import data_quality_flags
 
 logger = logging.getLogger(__name__)
 
 HEADS = ("purchase_prob", "expected_spend", "churn_risk")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 DEFAULT_MODELS_DIR = Path("models")
 DEFAULT_MODEL_NAME = "customer"
 
@@ -43,6 +47,9 @@ SCORE_TYPE = duckdb.struct_type(
         "churn_risk": duckdb.sqltypes.DOUBLE,
         "strategy": duckdb.sqltypes.VARCHAR,
         "model_version": duckdb.sqltypes.VARCHAR,
+        # Data-quality flags: used features that were imputed or outside the training range.
+        "imputed_features": duckdb.list_type(duckdb.sqltypes.VARCHAR),
+        "out_of_range_features": duckdb.list_type(duckdb.sqltypes.VARCHAR),
     }
 )
 
@@ -53,6 +60,8 @@ _SCORE_ARROW_TYPE = pa.struct(
         pa.field("churn_risk", pa.float64()),
         pa.field("strategy", pa.string()),
         pa.field("model_version", pa.string()),
+        pa.field("imputed_features", pa.list_(pa.string())),
+        pa.field("out_of_range_features", pa.list_(pa.string())),
     ]
 )
 
@@ -62,16 +71,23 @@ def resolve_model_dir(
     *,
     models_dir: str | Path = DEFAULT_MODELS_DIR,
     name: str = DEFAULT_MODEL_NAME,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> Path:
     """Return the folder of the model to score with.
 
     ``model`` may be a model folder, or a version of ``name`` under
-    ``models_dir``; with None, the newest version of ``name`` is used.
+    ``models_dir``. With None, the version of ``name`` promoted in the
+    ``mkt.models`` table of ``con`` is used; without a connection or a
+    promoted version, the newest version of ``name`` under ``models_dir``.
     """
     if model is not None and Path(model).is_dir() and (Path(model) / "metadata.json").is_file():
         return Path(model)
 
-    root = Path(models_dir) / name
+    root = Path(models_dir) / registry.check_model_name(name)
+    if model is None and con is not None:
+        promoted = registry.promoted_version(con, name)
+        if promoted is not None:
+            model = promoted
     if model is not None:
         candidate = root / str(model)
         if candidate.is_dir():
@@ -98,6 +114,14 @@ class Scorer:
     model_dir: Path
     session: ort.InferenceSession
     metadata: dict
+    # Set by register() to read the rules of the scoring connection; a scorer
+    # used without a connection evaluates the shipped default rules.
+    rules: strategy.RuleEvaluator | None = None
+
+    def rule_evaluator(self) -> strategy.RuleEvaluator:
+        if self.rules is None:
+            self.rules = strategy.RuleEvaluator(duckdb.connect(), self.metadata["strategy_thresholds"], self.feature_names)
+        return self.rules
 
     @classmethod
     def load(cls, model_dir: str | Path, *, intra_op_threads: int | None = None) -> Scorer:
@@ -133,7 +157,10 @@ class Scorer:
 
         Fields are matched by name, so their order in the struct does not
         matter and extra fields are ignored. NULL becomes NaN, which the
-        model imputes exactly as in training.
+        model imputes exactly as in training. A value beyond the float32
+        range (about 3.4e38 in magnitude) also becomes NaN instead of
+        infinity, so it is imputed and listed in ``imputed_features``. The
+        compiled SQL macro treats it the same way.
         """
         present = {structs.type.field(i).name: i for i in range(structs.type.num_fields)}
         missing = [name for name in self.feature_names if name not in present]
@@ -146,8 +173,9 @@ class Scorer:
 
         matrix = np.empty((len(structs), len(self.feature_names)), dtype=np.float32)
         for column, name in enumerate(self.feature_names):
-            values = structs.field(present[name])
-            matrix[:, column] = _to_float(values, name)
+            values = _to_float(structs.field(present[name]), name)
+            with np.errstate(invalid="ignore"):
+                matrix[:, column] = np.where(np.abs(values) > _FLOAT32_MAX, np.nan, values)
         return matrix
 
     def score_arrow(self, structs: pa.Array | pa.ChunkedArray) -> pa.StructArray:
@@ -165,16 +193,15 @@ class Scorer:
         if n_rows == 0:
             return pa.array([], type=_SCORE_ARROW_TYPE)
 
-        predictions = self.predict_matrix(self.feature_matrix(structs))
-        codes = strategy.assign_strategies(
-            predictions["purchase_prob"],
-            predictions["expected_spend"],
-            predictions["churn_risk"],
-            self.metadata["strategy_thresholds"],
-        )
+        matrix = self.feature_matrix(structs)
+        predictions = self.predict_matrix(matrix)
         arrays = [pa.array(predictions[head]) for head in HEADS]
-        arrays.append(pa.array(codes.tolist(), type=pa.string()))
+        # Strategies come from the rules in mkt.strategy_rules, evaluated by
+        # DuckDB exactly as the macro mkt.assign_strategy evaluates them.
+        scores = pa.StructArray.from_arrays(arrays, names=list(HEADS))
+        arrays.append(self.rule_evaluator().evaluate(scores, structs).cast(pa.string()))
         arrays.append(pa.array([self.version] * n_rows, type=pa.string()))
+        arrays.extend(data_quality_flags(matrix, self.metadata, self.feature_names))
 
         # Validity of the struct itself: a NULL row gets a NULL score.
         mask = structs.is_null() if structs.null_count else None
@@ -205,13 +232,35 @@ def register(
 ) -> Scorer:
     """Register ``score_customer`` on ``con`` and return the scorer behind it.
 
-    The model is the newest version of ``name`` under ``models_dir`` unless
-    ``model`` names a version or a model folder.
+    The model is the version of ``name`` promoted in ``mkt.models`` (the
+    newest under ``models_dir`` when none is promoted) unless ``model`` names
+    a version or a model folder.
     """
-    scorer = Scorer.load(resolve_model_dir(model, models_dir=models_dir, name=name))
+    scorer = Scorer.load(resolve_model_dir(model, models_dir=models_dir, name=name, con=con))
+    if scorer.metadata.get("model_kind") == "response":
+        # A response model has the one output response_prob: it gets
+        # score_response(f) instead of score_customer.
+        from duckmkt.response_scoring import register_response
+
+        register_response(con, scorer)
+        return scorer
+    scorer.rules = strategy.RuleEvaluator(con, scorer.metadata["strategy_thresholds"], scorer.feature_names)
+    strategy.compile_rules_if_writable(con, scorer.metadata["strategy_thresholds"], scorer.version, scorer.feature_names)
     _replace_function(con, "score_customer", scorer.score_arrow, SCORE_TYPE)
+    explain.register(con, scorer)
+    # recommend_products, when a recommender is trained under models_dir.
+    register_recommender(con, models_dir=models_dir)
     logger.info("Registered score_customer with model %s version %s", scorer.metadata.get("name"), scorer.version)
     return scorer
+
+
+# Every Python function registered as a UDF, kept alive for the life of the
+# process. DuckDB 2.0.1 drops its reference on remove_function even while a
+# query on another cursor is still calling it. The freed callable then either
+# crashes the process or lets the rest of that query run the newly registered
+# model, which mixes two versions in one result. Keeping the old callables
+# (one scorer per register call) lets a running query finish on its version.
+_REGISTERED_FUNCTIONS: list[object] = []
 
 
 def _replace_function(con: duckdb.DuckDBPyConnection, function_name: str, function, return_type) -> None:
@@ -219,6 +268,7 @@ def _replace_function(con: duckdb.DuckDBPyConnection, function_name: str, functi
         con.remove_function(function_name)
     except duckdb.InvalidInputException:
         pass
+    _REGISTERED_FUNCTIONS.append(function)
     # parameters=None lets DuckDB pass the struct with whatever fields it has,
     # so a missing field is reported by name here instead of as a binder error.
     con.create_function(

@@ -20,12 +20,13 @@ from pathlib import Path
 import duckdb
 
 from duckmkt.errors import DuckmktError
+from duckmkt.i18n import _
 
 logger = logging.getLogger(__name__)
 
 # Folders in pipeline order; it breaks ties between files with no dependency
 # on each other so the install order is stable.
-LAYERS = ("raw", "seeds", "staging", "intermediate", "quality", "features", "labels")
+LAYERS = ("raw", "seeds", "staging", "intermediate", "quality", "features", "labels", "actions", "registry")
 
 _REFERENCE = re.compile(r"\b(raw|mkt)\.([a-z_][a-z0-9_]*)\b")
 _LINE_COMMENT = re.compile(r"--[^\n]*")
@@ -62,7 +63,9 @@ def sql_dir() -> Path:
     repository = Path(__file__).resolve().parents[2] / "sql"
     if repository.is_dir():
         return repository
-    raise DuckmktError(f"The SQL folder was not found at {packaged} or {repository}; reinstall duckmkt.")
+    raise DuckmktError(
+        _("The SQL folder was not found at {packaged} or {repository}; reinstall duckmkt.").format(packaged=packaged, repository=repository)
+    )
 
 
 def discover(root: Path | None = None) -> list[SqlFile]:
@@ -82,7 +85,7 @@ def discover(root: Path | None = None) -> list[SqlFile]:
     try:
         order = list(TopologicalSorter(graph).static_order())
     except CycleError as error:
-        raise DuckmktError(f"The SQL files reference each other in a cycle: {error.args[1]}.") from error
+        raise DuckmktError(_("The SQL files reference each other in a cycle: {cycle}.").format(cycle=error.args[1])) from error
 
     # static_order is a valid order but not a stable one; re-sort by layer and
     # name while keeping every dependency ahead of its users.
@@ -115,6 +118,8 @@ def install(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> list[st
         try:
             con.execute(sql_file.text())
         except duckdb.Error as error:
-            raise DuckmktError(f"Installing {sql_file.name} from {sql_file.path} failed: {error}") from error
+            raise DuckmktError(
+                _("Installing {name} from {path} failed: {error}").format(name=sql_file.name, path=sql_file.path, error=error)
+            ) from error
         installed.append(sql_file.name)
     return installed

@@ -12,12 +12,12 @@ import typer
 
 from duckmkt import __version__
 from duckmkt.cli import configure_logging
-from duckmkt.commands import core
+from duckmkt.commands import actions, clients, core, insight, models, spark
 from duckmkt.commands.common import State
 from duckmkt.i18n import _
 
 # Modules whose register(app) adds commands, in help order.
-COMMAND_MODULES = (core,)
+COMMAND_MODULES = (core, insight, clients, models, actions, spark)
 
 
 def _print_version(value: bool) -> None:

@@ -16,7 +16,7 @@ from duckmkt.i18n import _
 def register(app: typer.Typer) -> None:
     """Add the core commands to ``app``."""
 
-    @app.command("load")
+    @app.command("load", help=_("Load records from FILE into the database DB."))
     def load_command(
         db: Annotated[Path, typer.Argument(help=_("DuckDB database file; created if it does not exist."))],
         file: Annotated[
@@ -46,8 +46,18 @@ def register(app: typer.Typer) -> None:
         delimiter: Annotated[
             Optional[str], typer.Option(help=_("Field delimiter of a CSV file. Default: detected."))
         ] = None,
+        hash_ids: Annotated[
+            bool,
+            typer.Option(
+                "--hash-ids",
+                help=_("Store every customer id as its HMAC-SHA256 hash; the key comes from DUCKMKT_ID_HASH_KEY or --id-key-file."),
+            ),
+        ] = False,
+        id_key_file: Annotated[
+            Optional[Path],
+            typer.Option(help=_("File with the key (at least 32 bytes) for --hash-ids; keep it outside the database.")),
+        ] = None,
     ) -> None:
-        """Load records from FILE into the database DB."""
         from duckmkt.pipeline import load_command as run
 
         try:
@@ -61,15 +71,16 @@ def register(app: typer.Typer) -> None:
                 date_format=date_format,
                 timezone=timezone,
                 delimiter=delimiter,
+                hash_ids=hash_ids,
+                id_key_file=id_key_file,
             )
         except DuckmktError as error:
             fail(error, State.debug)
 
-    @app.command("quality")
+    @app.command("quality", help=_("Show the data-quality counts of the loaded order lines."))
     def quality_command(
         db: Annotated[Path, typer.Argument(help=_("DuckDB database file."))],
     ) -> None:
-        """Show the data-quality counts of the loaded order lines."""
         from duckmkt.pipeline import quality_command as run
 
         try:
@@ -77,7 +88,7 @@ def register(app: typer.Typer) -> None:
         except DuckmktError as error:
             fail(error, State.debug)
 
-    @app.command("train")
+    @app.command("train", help=_("Train the purchase, spend and churn model, export it to ONNX and save it."))
     def train_command(
         db: Annotated[Path, typer.Argument(help=_("DuckDB database file with loaded order lines."))],
         name: Annotated[str, typer.Option(help=_("Model name; versions are saved under MODELS_DIR/NAME/."))] = "customer",
@@ -99,8 +110,25 @@ def register(app: typer.Typer) -> None:
         ] = None,
         epochs: Annotated[Optional[int], typer.Option(help=_("Maximum number of training epochs."))] = None,
         seed: Annotated[int, typer.Option(help=_("Random seed; the same data and seed give the same model."))] = 0,
+        n_train_cutoffs: Annotated[
+            int, typer.Option(help=_("Number of training cutoffs whose rows are stacked, each the step before the next."))
+        ] = 1,
+        cutoff_step_days: Annotated[
+            Optional[int], typer.Option(help=_("Days between stacked training cutoffs. Default: the horizon."))
+        ] = None,
+        time_budget: Annotated[
+            Optional[float],
+            typer.Option(help=_("Seconds for a hyperparameter search; without it the default network is trained once.")),
+        ] = None,
+        label: Annotated[
+            Optional[str],
+            typer.Option(help=_("View or select query with customer_id and a 0/1 label: trains a response model on it.")),
+        ] = None,
+        features: Annotated[
+            Optional[str],
+            typer.Option(help=_("View or select query with customer_id and numeric features, for --label. Default: mkt.customer_features.")),
+        ] = None,
     ) -> None:
-        """Train the purchase, spend and churn model, export it to ONNX and save it."""
         from duckmkt.pipeline import train_command as run
 
         try:
@@ -114,11 +142,16 @@ def register(app: typer.Typer) -> None:
                 validation_cutoff=parse_date(validation_cutoff, "--validation-cutoff"),
                 epochs=epochs,
                 seed=seed,
+                n_train_cutoffs=n_train_cutoffs,
+                cutoff_step_days=cutoff_step_days,
+                time_budget_seconds=time_budget,
+                label=label,
+                features=features,
             )
         except DuckmktError as error:
             fail(error, State.debug)
 
-    @app.command("score")
+    @app.command("score", help=_("Score every customer into mkt.customer_scores and show a summary."))
     def score_command(
         db: Annotated[Path, typer.Argument(help=_("DuckDB database file."))],
         model: Annotated[
@@ -127,22 +160,26 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Option(help=_("Model name under MODELS_DIR."))] = "customer",
         models_dir: Annotated[Path, typer.Option(help=_("Folder of the model registry."))] = Path("models"),
         limit: Annotated[int, typer.Option(help=_("Number of scored customers to show."))] = 10,
+        changed: Annotated[
+            bool,
+            typer.Option(
+                "--changed", help=_("Score only customers whose features, model or strategy rules changed since the last run.")
+            ),
+        ] = False,
     ) -> None:
-        """Score every customer into mkt.customer_scores and show a summary."""
         from duckmkt.pipeline import score_command as run
 
         try:
-            run(db, model=model, name=name, models_dir=models_dir, limit=limit)
+            run(db, model=model, name=name, models_dir=models_dir, limit=limit, changed=changed)
         except DuckmktError as error:
             fail(error, State.debug)
 
-    @app.command("demo")
+    @app.command("demo", help=_("Run the whole pipeline on the embedded Online Retail excerpt: load, train, score."))
     def demo_command(
         db: Annotated[Path, typer.Option(help=_("Database file to build; replaced if it exists."))] = Path("out") / "demo.duckdb",
         models_dir: Annotated[Path, typer.Option(help=_("Folder of the model registry."))] = Path("models"),
         epochs: Annotated[Optional[int], typer.Option(help=_("Maximum number of training epochs."))] = None,
     ) -> None:
-        """Run the whole pipeline on the embedded Online Retail excerpt: load, train, score."""
         from duckmkt.pipeline import demo_command as run
 
         try:

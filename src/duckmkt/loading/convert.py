@@ -16,6 +16,7 @@ import polars as pl
 
 from duckmkt.loading import contracts as c
 from duckmkt.loading.dates import DerivedDate, parse_dates
+from duckmkt.loading.hashing import hash_id_column, hashing_id_converter
 from duckmkt.loading.mapping import Mapping
 from duckmkt.loading.readers import LINE_COLUMN, SourceTable
 from duckmkt.loading.values import convert_flag, convert_id, convert_integer, convert_number, number_text
@@ -55,6 +56,8 @@ class ReadOptions:
     delimiter: str | None = None
     decimal_comma: bool = False
     null_values: tuple[str, ...] = ("",)
+    # HMAC key that replaces customer ids by their hash (``--hash-ids``); kept out of repr.
+    id_key: bytes | None = field(default=None, repr=False)
 
 
 def _by_distinct(column: pl.Series, convert: Callable[[str], tuple[object, str | None]], dtype) -> tuple[pl.Series, pl.Series]:
@@ -92,6 +95,8 @@ def _convert_field(
     text: pl.Series, spec: c.Field, column: str, mapping: Mapping, options: ReadOptions, result: Converted
 ) -> tuple[pl.Series, pl.Series]:
     field_type = spec.type
+    if spec.name == "customer_id" and options.id_key is not None:
+        return _by_distinct(text, hashing_id_converter(options.id_key), pl.String)
     if field_type == c.ID:
         return _by_distinct(text, convert_id, pl.String)
     if field_type == c.NUMBER:
@@ -150,6 +155,11 @@ def convert_table(table: SourceTable, mapping: Mapping, options: ReadOptions, fi
     values: dict[str, pl.Series] = {}
     reason_columns: list[pl.Expr] = []
     checks = pl.DataFrame({LINE_COLUMN: table.frame[LINE_COLUMN]})
+    # Source rows are copied into rejected_rows and attributes; with hashed ids
+    # those copies are built from a table whose id column is hashed too.
+    copied = table
+    if options.id_key is not None and "customer_id" in mapping.columns:
+        copied = hash_id_column(table, mapping.columns["customer_id"], options.id_key, options.null_values)
 
     for spec in contract.fields:
         if spec.name in mapping.derived_dates:
@@ -176,12 +186,12 @@ def convert_table(table: SourceTable, mapping: Mapping, options: ReadOptions, fi
     checks = checks.with_columns(
         pl.coalesce(reason_names).alias("reason"),
         pl.coalesce(reason_columns).alias("column_name"),
-        _source_text(table).alias("source_text"),
+        _source_text(copied).alias("source_text"),
     )
 
     loaded = pl.DataFrame(values).with_columns(checks[LINE_COLUMN])
     if contract.keeps_attributes:
-        loaded = loaded.with_columns(_attributes(table, mapping).alias(ATTRIBUTES))
+        loaded = loaded.with_columns(_attributes(copied, mapping).alias(ATTRIBUTES))
     ok = checks["reason"].is_null()
     loaded = loaded.filter(ok)
     names = list(contract.field_names) + ([ATTRIBUTES] if contract.keeps_attributes else [])
@@ -195,10 +205,10 @@ def convert_table(table: SourceTable, mapping: Mapping, options: ReadOptions, fi
 
     malformed = pl.DataFrame(
         {
-            LINE_COLUMN: [row.line for row in table.malformed],
-            "reason": [row.reason for row in table.malformed],
-            "column_name": [None] * len(table.malformed),
-            "source_text": [row.text for row in table.malformed],
+            LINE_COLUMN: [row.line for row in copied.malformed],
+            "reason": [row.reason for row in copied.malformed],
+            "column_name": [None] * len(copied.malformed),
+            "source_text": [row.text for row in copied.malformed],
         },
         schema={LINE_COLUMN: pl.Int64, "reason": pl.String, "column_name": pl.String, "source_text": pl.String},
     )

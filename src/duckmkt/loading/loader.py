@@ -51,7 +51,7 @@ def _already_loaded(con: duckdb.DuckDBPyConnection, sha256: str, kind: str) -> b
     return bool(rows)
 
 
-def _options(mapping: Mapping, overrides: dict[str, object]) -> ReadOptions:
+def _options(mapping: Mapping, overrides: dict[str, object], id_key: bytes | None = None) -> ReadOptions:
     merged = {**mapping.csv_options, **{key: value for key, value in overrides.items() if value is not None}}
     null_values = merged.get("null_values", [""])
     return ReadOptions(
@@ -61,6 +61,7 @@ def _options(mapping: Mapping, overrides: dict[str, object]) -> ReadOptions:
         delimiter=merged.get("delimiter"),
         decimal_comma=bool(merged.get("decimal_comma", False)),
         null_values=tuple(str(value) for value in null_values),
+        id_key=id_key,
     )
 
 
@@ -129,6 +130,13 @@ def _load_part(
     con: duckdb.DuckDBPyConnection, path: Path, sha256: str, source: SourceTable, mapping: Mapping, options: ReadOptions
 ) -> LoadReport:
     check_mapping_columns(mapping, source.columns, path.name)
+    doubled = [name for name in mapping.source_columns if name in source.duplicate_columns]
+    if doubled:
+        raise MappingError(
+            _("{file} has the column {columns} more than once, so the mapping is ambiguous; remove or rename the copies.").format(
+                file=path.name, columns=", ".join(doubled)
+            )
+        )
     converted = convert_table(source, mapping, options, path.name)
     load_id = uuid.uuid4().hex
     n_read = source.n_rows
@@ -164,7 +172,7 @@ def _load_part(
     if n_rejected_new < converted.rejected.height:
         logger.info("%s: %d rejected rows were already recorded by an earlier load", path.name, converted.rejected.height - n_rejected_new)
     if report.n_rows_rejected:
-        logger.warning("%s: %d of %d rows rejected (%s)", path.name, report.n_rows_rejected, n_read, rejected_by_reason)
+        logger.warning(_("%s: %d of %d rows rejected (%s)"), path.name, report.n_rows_rejected, n_read, rejected_by_reason)
     if mapping.kind == "orders":
         counts = con.execute(
             "select line_status, count(*) from mkt.stg_order_lines where load_id = ? group by all order by all", [load_id]
@@ -182,8 +190,14 @@ def load_files(
     date_format: str | None = None,
     timezone: str | None = None,
     delimiter: str | None = None,
+    id_key: bytes | None = None,
 ) -> list[LoadReport]:
-    """Load every part of a mapping (one per record kind) from ``path``, reading the file once."""
+    """Load every part of a mapping (one per record kind) from ``path``, reading the file once.
+
+    With ``id_key`` every customer id is stored as its HMAC-SHA256 under that
+    key (see ``duckmkt.loading.hashing``), in the kind's table and in the
+    rejected rows alike.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputFileError(_("Input file {path} not found.").format(path=path))
@@ -205,7 +219,7 @@ def load_files(
     sheet = pending[0].csv_options.get("sheet")
     source = read_source(path, encoding=first.encoding, delimiter=first.delimiter, sheet=sheet)
     for mapping in pending:
-        reports.append(_load_part(con, path, sha256, source, mapping, _options(mapping, overrides)))
+        reports.append(_load_part(con, path, sha256, source, mapping, _options(mapping, overrides, id_key)))
     return reports
 
 
@@ -219,12 +233,14 @@ def load_file(
     date_format: str | None = None,
     timezone: str | None = None,
     delimiter: str | None = None,
+    id_key: bytes | None = None,
 ) -> LoadReport:
     """Load the ``kind`` records of ``path`` and return the report.
 
     With no mapping, the file's header must name the contract's fields or match
     a preset. ``date_format`` is a strptime format or "day-first"/"month-first";
     ``timezone`` (an IANA name) is the zone of date values written without one.
+    ``id_key`` hashes customer ids as in ``load_files``.
     """
     path = Path(path)
     if kind not in CONTRACTS:
@@ -250,7 +266,8 @@ def load_file(
             )
         )
     [report] = load_files(
-        con, path, [mapping], encoding=encoding, date_format=date_format, timezone=timezone, delimiter=delimiter
+        con, path, [mapping], encoding=encoding, date_format=date_format, timezone=timezone, delimiter=delimiter,
+        id_key=id_key,
     )
     return report
 

@@ -32,6 +32,10 @@ DELIMITERS = (",", ";", "\t", "|")
 WHITESPACE = "whitespace"
 # Header plus this many lines decide the delimiter.
 SNIFF_LINES = 50
+# Longest CSV field accepted, in characters. Python's csv module stops at
+# 131,072 by default, which a long product description can exceed. A longer
+# field is more likely an unclosed quote, so it is reported as an error.
+MAX_FIELD_CHARACTERS = 64 * 1024 * 1024
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -60,6 +64,8 @@ class SourceTable:
     encoding_confidence: float | None = None
     delimiter: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Header names that occur more than once; the copies were renamed <name>_2, ...
+    duplicate_columns: list[str] = field(default_factory=list)
 
     @property
     def n_rows(self) -> int:
@@ -106,10 +112,27 @@ def _unique_names(names: list[str]) -> list[str]:
     return result
 
 
+def _duplicate_names(names: list[str]) -> list[str]:
+    """Return the header names that ``_unique_names`` had to rename, once each."""
+    stripped = [name.strip().lstrip("\ufeff").strip() for name in names if name and name.strip()]
+    return sorted({name for name in stripped if stripped.count(name) > 1})
+
+
 def _field_counts(lines: list[str], delimiter: str) -> list[int]:
     if delimiter == WHITESPACE:
         return [len(line.split()) for line in lines]
-    return [len(row) for row in csv.reader(lines, delimiter=delimiter)]
+    _allow_long_fields()
+    try:
+        return [len(row) for row in csv.reader(lines, delimiter=delimiter)]
+    except csv.Error:
+        # A line this delimiter cannot split (a NUL byte, say) rules it out.
+        return []
+
+
+def _allow_long_fields() -> None:
+    # The limit is process-wide; it is only ever raised, never lowered.
+    if csv.field_size_limit() < MAX_FIELD_CHARACTERS:
+        csv.field_size_limit(MAX_FIELD_CHARACTERS)
 
 
 def sniff_delimiter(lines: list[str]) -> str:
@@ -150,7 +173,7 @@ def read_delimited(text: str, file_name: str, delimiter: str | None = None) -> S
     if delimiter == WHITESPACE:
         records = ((number, line.split()) for number, line in enumerate(lines, start=1) if line.strip())
     else:
-        records = _csv_records(text, delimiter)
+        records = _csv_records(text, delimiter, file_name)
 
     header_line, header = next(iter_records := iter(records))
     columns = _unique_names(header)
@@ -165,14 +188,27 @@ def read_delimited(text: str, file_name: str, delimiter: str | None = None) -> S
             reason = "too_many_fields" if len(fields) > len(columns) else "too_few_fields"
             joiner = " " if delimiter == WHITESPACE else delimiter
             malformed.append(MalformedRow(line_number, reason, joiner.join(fields)))
-    return SourceTable(columns, _frame(columns, rows, row_lines), malformed, delimiter=delimiter)
+    return SourceTable(
+        columns, _frame(columns, rows, row_lines), malformed, delimiter=delimiter, duplicate_columns=_duplicate_names(header)
+    )
 
 
-def _csv_records(text: str, delimiter: str):
+def _csv_records(text: str, delimiter: str, file_name: str):
     """Yield (first line number, fields) for each non-blank CSV record; quoted fields may span lines."""
+    _allow_long_fields()
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     previous_end = 0
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise InputFileError(
+                _("{file} cannot be read as CSV after line {line}: {error}; check for an unclosed quote or a NUL byte.").format(
+                    file=file_name, line=reader.line_num, error=error
+                )
+            ) from error
         start = previous_end + 1
         previous_end = reader.line_num
         if not fields or (len(fields) == 1 and not fields[0].strip()):
@@ -234,7 +270,10 @@ def read_excel(path: Path, sheet: str | None = None) -> SourceTable:
         values = (values + [None] * len(columns))[: len(columns)]
         rows.append(values)
         lines.append(number)
-    return SourceTable(columns, _frame(columns, rows, lines), malformed, file_format="xlsx")
+    return SourceTable(
+        columns, _frame(columns, rows, lines), malformed, file_format="xlsx",
+        duplicate_columns=_duplicate_names([value or "" for value in header]),
+    )
 
 
 def read_parquet(path: Path) -> SourceTable:
@@ -259,7 +298,7 @@ def read_parquet(path: Path) -> SourceTable:
         arrays[name] = column.cast(pa.string())
     frame = pl.from_arrow(pa.table(arrays)) if columns else pl.DataFrame()
     frame = frame.with_columns(pl.Series(LINE_COLUMN, range(1, table.num_rows + 1), dtype=pl.Int64))
-    return SourceTable(columns, frame, file_format="parquet")
+    return SourceTable(columns, frame, file_format="parquet", duplicate_columns=_duplicate_names(table.column_names))
 
 
 def read_source(path: Path, *, encoding: str | None = None, delimiter: str | None = None, sheet: str | None = None) -> SourceTable:
@@ -279,7 +318,9 @@ def read_source(path: Path, *, encoding: str | None = None, delimiter: str | Non
     data, compression = _decompress(raw, path.name)
     decoded = decode_bytes(data, path.name, encoding)
     table = read_delimited(decoded.text, path.name, delimiter)
-    table.file_format = f"delimited text ({compression})" if compression else "delimited text"
+    table.file_format = (
+        _("delimited text ({compression})").format(compression=compression) if compression else _("delimited text")
+    )
     table.encoding = decoded.encoding
     table.encoding_confidence = decoded.confidence
     table.warnings += decoded.warnings

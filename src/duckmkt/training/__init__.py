@@ -1,6 +1,6 @@
 """Training of the customer model; the only part of duckmkt that imports TensorFlow.
 
-``train(con, ...)`` fits the three-head network on out-of-time rows, compares
+``train(con, ...)`` fits the four-head network on out-of-time rows, compares
 it with RFM baselines, exports it to ONNX and saves a model folder.
 """
 

@@ -4,7 +4,11 @@
   monetary_value), each log1p-transformed and standardized with training
   statistics, fitted by Newton's method (IRLS);
 - spend: the spend of the window of the same length just before the cutoff,
-  that is the sum of order values in [cutoff - horizon_days, cutoff).
+  that is the sum of order values in [cutoff - horizon_days, cutoff);
+- purchase days: likewise, the distinct days with an order in
+  [cutoff - horizon_days, cutoff).
+
+``duckmkt.evaluation`` adds RFM rules and BG/NBD with Gamma-Gamma.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import date, timedelta
 import duckdb
 import numpy as np
 
+from duckmkt.evaluation.logistic import LogisticRegressionIRLS
 from duckmkt.training.dataset import LabeledRows
 from duckmkt.training.metrics import head_metrics
 
@@ -22,58 +27,14 @@ logger = logging.getLogger(__name__)
 
 RFM_FEATURES = ("recency_days", "frequency", "monetary_value")
 
+__all__ = ["LogisticRegressionIRLS", "RFMScaler", "baseline_metrics", "baseline_predictions", "last_window_spend", "last_window_totals"]
+
 BASELINE_DEFINITIONS = {
     "purchase_prob": "Logistic regression on log1p(recency_days, frequency, monetary_value), standardized.",
     "churn_risk": "Logistic regression on log1p(recency_days, frequency, monetary_value), standardized.",
     "expected_spend": "Spend in [cutoff - horizon_days, cutoff), the window of the same length before the cutoff.",
+    "expected_purchases": "Distinct days with an order in [cutoff - horizon_days, cutoff).",
 }
-
-
-class LogisticRegressionIRLS:
-    """Binary logistic regression fitted by Newton's method, with a small L2 penalty for stability.
-
-    Parameters
-    ----------
-    l2 : float
-        Penalty on the squared weights (not on the intercept).
-    max_iter : int
-        Maximum Newton steps.
-    tol : float
-        Stop when no weight moves by more than this.
-    """
-
-    def __init__(self, l2: float = 1e-4, max_iter: int = 50, tol: float = 1e-8):
-        self.l2 = l2
-        self.max_iter = max_iter
-        self.tol = tol
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> LogisticRegressionIRLS:
-        design = np.column_stack([np.ones(len(x)), np.asarray(x, dtype=np.float64)])
-        y = np.asarray(y, dtype=np.float64).ravel()
-        penalty = np.full(design.shape[1], self.l2)
-        penalty[0] = 0.0
-
-        weights = np.zeros(design.shape[1])
-        for iteration in range(self.max_iter):
-            prob = _sigmoid(design @ weights)
-            gradient = design.T @ (prob - y) + penalty * weights
-            hessian = (design * (prob * (1.0 - prob))[:, None]).T @ design + np.diag(penalty + 1e-9)
-            step = np.linalg.solve(hessian, gradient)
-            weights -= step
-            if np.max(np.abs(step)) < self.tol:
-                break
-        self.coef_ = weights[1:]
-        self.intercept_ = float(weights[0])
-        self.n_iter_ = iteration + 1
-        return self
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Return the probability of the positive class for each row."""
-        return _sigmoid(np.asarray(x, dtype=np.float64) @ self.coef_ + self.intercept_)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 class RFMScaler:
@@ -101,19 +62,27 @@ class RFMScaler:
 
 def last_window_spend(con: duckdb.DuckDBPyConnection, rows: LabeledRows, horizon_days: int) -> np.ndarray:
     """Return each row's spend in [cutoff - horizon_days, cutoff), aligned with ``rows``."""
-    cutoff: date = rows.cutoff
+    return last_window_totals(con, rows.cutoff, rows.customer_ids, horizon_days)[0]
+
+
+def last_window_totals(
+    con: duckdb.DuckDBPyConnection, cutoff: date, customer_ids: np.ndarray, horizon_days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return each customer's spend and distinct order days in [cutoff - horizon_days, cutoff)."""
     start = cutoff - timedelta(days=horizon_days)
     result = con.execute(
         """
-        select customer_id, sum(order_value)::double as spend
+        select customer_id, sum(order_value)::double as spend, count(distinct ordered_at::date)::double as n_days
         from mkt.int_orders
         where ordered_at >= ?::timestamp and ordered_at < ?::timestamp
         group by customer_id
         """,
         [start.isoformat(), cutoff.isoformat()],
     ).fetchall()
-    spend_by_customer = dict(result)
-    return np.array([spend_by_customer.get(customer, 0.0) for customer in rows.customer_ids], dtype=np.float64)
+    by_customer = {customer: (spend, n_days) for customer, spend, n_days in result}
+    spend = np.array([by_customer.get(customer, (0.0, 0.0))[0] for customer in customer_ids], dtype=np.float64)
+    n_days = np.array([by_customer.get(customer, (0.0, 0.0))[1] for customer in customer_ids], dtype=np.float64)
+    return spend, n_days
 
 
 def baseline_predictions(
@@ -129,7 +98,9 @@ def baseline_predictions(
         classifier = LogisticRegressionIRLS().fit(train_x, train.labels[label])
         predictions[head] = classifier.predict_proba(validation_x)
         logger.debug("RFM baseline for %s converged in %d Newton steps", head, classifier.n_iter_)
-    predictions["expected_spend"] = last_window_spend(con, validation, horizon_days)
+    predictions["expected_spend"], predictions["expected_purchases"] = last_window_totals(
+        con, validation.cutoff, validation.customer_ids, horizon_days
+    )
     return predictions
 
 

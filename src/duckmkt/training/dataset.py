@@ -29,13 +29,14 @@ DEFAULT_CHURN_HORIZON_DAYS = 120
 # Fewer rows than this give metrics too noisy to compare with the baselines.
 MIN_ROWS = 50
 
-LABEL_COLUMNS = ("purchased", "spend", "churned")
+LABEL_COLUMNS = ("purchased", "spend", "churned", "n_purchases")
 BINARY_LABELS = ("purchased", "churned")
 
 LABEL_DEFINITIONS = {
     "purchased": "1 when the customer has at least one order in [cutoff, cutoff + horizon_days), else 0.",
     "spend": "Sum of order values in [cutoff, cutoff + horizon_days), in the currency of unit_price; 0 without orders.",
     "churned": "1 when the customer has no order in [cutoff, cutoff + churn_horizon_days), else 0.",
+    "n_purchases": "Number of distinct days with an order in [cutoff, cutoff + horizon_days).",
 }
 
 
@@ -73,10 +74,49 @@ class LabeledRows:
     matrix: np.ndarray
     labels: dict[str, np.ndarray]
     customer_ids: np.ndarray = field(repr=False)
+    # Cutoff of each row; rows stacked from several cutoffs differ here.
+    row_cutoffs: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_rows(self) -> int:
         return int(self.matrix.shape[0])
+
+
+def stack_rows(parts: list[LabeledRows]) -> LabeledRows:
+    """Concatenate rows read at several cutoffs; ``cutoff`` of the result is the latest one."""
+    if len(parts) == 1:
+        return parts[0]
+    return LabeledRows(
+        cutoff=max(part.cutoff for part in parts),
+        feature_names=parts[0].feature_names,
+        matrix=np.ascontiguousarray(np.vstack([part.matrix for part in parts])),
+        labels={label: np.concatenate([part.labels[label] for part in parts]) for label in parts[0].labels},
+        customer_ids=np.concatenate([part.customer_ids for part in parts]),
+        row_cutoffs=np.concatenate([np.full(part.n_rows, part.cutoff, dtype=object) for part in parts]),
+    )
+
+
+def training_cutoffs(window: TrainingWindow, n_cutoffs: int, step_days: int) -> tuple[date, ...]:
+    """Return ``n_cutoffs`` training cutoffs: train_cutoff and the ones ``step_days`` apart before it, oldest first.
+
+    Each is earlier than train_cutoff, so its label window ends before the
+    validation cutoff as train_cutoff's does (``check_window``). Raises
+    DataError when a cutoff falls on or before the first sale day.
+    """
+    if isinstance(n_cutoffs, bool) or not isinstance(n_cutoffs, (int, np.integer)) or n_cutoffs <= 0:
+        raise DuckmktError(
+            _("Invalid n_train_cutoffs {value!r}; give a whole number greater than 0.").format(value=n_cutoffs)
+        )
+    step_days = _check_positive_days(step_days, "cutoff_step_days")
+    cutoffs = tuple(window.train_cutoff - timedelta(days=step_days * k) for k in reversed(range(n_cutoffs)))
+    if cutoffs[0] <= window.first_sale_day:
+        raise DataError(
+            _(
+                "The earliest of {count} training cutoffs {step} days apart is {cutoff}, on or before the first sale "
+                "day {first}; use fewer cutoffs, a shorter step or a later train cutoff."
+            ).format(count=n_cutoffs, step=step_days, cutoff=cutoffs[0], first=window.first_sale_day)
+        )
+    return cutoffs
 
 
 def _parse_date(value: date | str | None, setting: str) -> date | None:
@@ -230,9 +270,11 @@ def load_rows(
     feature_names = tuple(features.FEATURE_NAMES) if feature_names is None else tuple(feature_names)
     relation = con.sql(
         """
-        select features.*, labels.purchased, labels.spend, labels.churned
+        select features.*, labels.purchased, labels.spend, labels.churned, days.n_purchase_days
         from mkt.customer_features_at($cutoff::date) as features
         inner join mkt.customer_labels_at($cutoff::date, $horizon_days, $churn_horizon_days) as labels
+            using (customer_id)
+        inner join mkt.purchase_days_at($cutoff::date, $horizon_days) as days
             using (customer_id)
         order by customer_id
         """,
@@ -262,6 +304,7 @@ def load_rows(
         "purchased": frame["purchased"].cast(pl.Float32).to_numpy(),
         "spend": frame["spend"].cast(pl.Float32).to_numpy(),
         "churned": frame["churned"].cast(pl.Float32).to_numpy(),
+        "n_purchases": frame["n_purchase_days"].cast(pl.Float32).to_numpy(),
     }
     logger.debug("Read %d rows at cutoff %s", frame.height, cutoff)
     return LabeledRows(

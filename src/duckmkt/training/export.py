@@ -19,16 +19,17 @@ import tf2onnx
 
 from duckmkt.errors import ExportError
 from duckmkt.i18n import _
-from duckmkt.training.model import HEADS, predict
+from duckmkt.training.model import HEADS, RESPONSE_HEADS, model_heads, predict
 
 logger = logging.getLogger(__name__)
 
 OPSET = 17
 INPUT_NAME = "features"
 # Largest allowed difference between ONNX Runtime and Keras on any head.
-# Probabilities are compared in absolute terms. Spend, in currency units, is
-# compared as |difference| / max(1, |spend|): float32 carries about 7
-# significant digits, so a spend of 10,000 cannot agree to 1e-4 absolute.
+# Probabilities are compared in absolute terms. Amounts (expected_spend in
+# currency units, expected_purchases in purchase days) are compared as
+# |difference| / max(1, |amount|): float32 carries about 7 significant
+# digits, so a spend of 10,000 cannot agree to 1e-4 absolute.
 PARITY_TOLERANCE = 1e-4
 
 # ONNX Runtime's load errors derive from Exception directly, with no common base.
@@ -43,12 +44,13 @@ _ORT_LOAD_ERRORS = (
 
 def export_onnx(model: keras.Model, n_features: int, *, opset: int = OPSET) -> bytes:
     """Convert ``model`` to a serialized ONNX model with input ``features`` and one output per head."""
+    heads = model_heads(model)
 
     @tf.function(input_signature=[tf.TensorSpec([None, n_features], tf.float32, name=INPUT_NAME)])
     def serve(features):
         outputs = model(features, training=False)
         # tf.identity names the graph outputs, which become the ONNX output names.
-        return {head: tf.identity(outputs[head], name=head) for head in HEADS}
+        return {head: tf.identity(outputs[head], name=head) for head in heads}
 
     try:
         model_proto, _storage = tf2onnx.convert.from_function(
@@ -60,16 +62,16 @@ def export_onnx(model: keras.Model, n_features: int, *, opset: int = OPSET) -> b
     except Exception as error:  # tf2onnx raises bare Exceptions and ValueErrors alike
         raise ExportError(_("Converting the model to ONNX with tf2onnx failed: {error}").format(error=error)) from error
 
-    _rename_outputs(model_proto)
+    _rename_outputs(model_proto, heads)
     return model_proto.SerializeToString()
 
 
-def _rename_outputs(model_proto: onnx.ModelProto) -> None:
+def _rename_outputs(model_proto: onnx.ModelProto, heads: tuple[str, ...]) -> None:
     """Rename the graph outputs to the head names, because tf2onnx appends ':0' to TensorFlow tensor names."""
     renames = {}
     for output in model_proto.graph.output:
         head = output.name.split(":")[0]
-        if head in HEADS and output.name != head:
+        if head in heads and output.name != head:
             renames[output.name] = head
     for node in model_proto.graph.node:
         node.output[:] = [renames.get(name, name) for name in node.output]
@@ -78,24 +80,26 @@ def _rename_outputs(model_proto: onnx.ModelProto) -> None:
         output.name = renames.get(output.name, output.name)
 
     names = [output.name for output in model_proto.graph.output]
-    if sorted(names) != sorted(HEADS) or [i.name for i in model_proto.graph.input] != [INPUT_NAME]:
+    if sorted(names) != sorted(heads) or [i.name for i in model_proto.graph.input] != [INPUT_NAME]:
         raise ExportError(
             _("The ONNX model has inputs {inputs} and outputs {outputs}; expected input {input} and outputs {heads}.").format(
-                inputs=[i.name for i in model_proto.graph.input], outputs=names, input=INPUT_NAME, heads=list(HEADS)
+                inputs=[i.name for i in model_proto.graph.input], outputs=names, input=INPUT_NAME, heads=list(heads)
             )
         )
 
 
 def run_onnx(onnx_bytes: bytes, matrix: np.ndarray) -> dict[str, np.ndarray]:
-    """Run the serialized model with ONNX Runtime on a float32 matrix; return each head as [N, 1]."""
+    """Run the serialized model with ONNX Runtime on a float32 matrix; return each output as [N, 1]."""
     try:
         session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     except _ORT_LOAD_ERRORS as error:
         # tf2onnx logs ops it cannot convert and still returns a model, which
         # ONNX Runtime then rejects here.
         raise ExportError(_("ONNX Runtime cannot load the exported model: {error}").format(error=error)) from error
-    outputs = session.run(list(HEADS), {INPUT_NAME: np.ascontiguousarray(matrix, dtype=np.float32)})
-    return dict(zip(HEADS, outputs))
+    names = [output.name for output in session.get_outputs()]
+    heads = [head for head in HEADS + RESPONSE_HEADS if head in names]
+    outputs = session.run(heads, {INPUT_NAME: np.ascontiguousarray(matrix, dtype=np.float32)})
+    return dict(zip(heads, outputs))
 
 
 def parity_rows(matrix: np.ndarray, median: np.ndarray) -> np.ndarray:
@@ -117,7 +121,7 @@ def parity_difference(head: str, onnx_values: np.ndarray, keras_values: np.ndarr
     """Return the per-row difference that PARITY_TOLERANCE bounds for ``head``."""
     reference = keras_values.astype(np.float64)
     difference = np.abs(onnx_values.astype(np.float64) - reference)
-    if head == "expected_spend":
+    if head in ("expected_spend", "expected_purchases"):
         difference = difference / np.maximum(1.0, np.abs(reference))
     return difference
 
@@ -135,7 +139,7 @@ def check_parity(
     keras_outputs = predict(model, matrix)
 
     worst = 0.0
-    for head in HEADS:
+    for head in model_heads(model):
         onnx_values = onnx_outputs[head]
         if onnx_values.dtype != np.float32 or onnx_values.shape != (matrix.shape[0], 1):
             raise ExportError(

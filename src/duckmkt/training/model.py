@@ -1,4 +1,8 @@
-"""The three-head Keras network, with its preprocessing inside the graph.
+"""The Keras networks, with their preprocessing inside the graph.
+
+The customer model has four heads (``HEADS``): purchase_prob, expected_spend,
+churn_risk and expected_purchases. A response model, trained on a label the
+user defines, has one head (``RESPONSE_HEADS``): response_prob.
 
 The exported ONNX model takes raw features, so imputation, the log
 transform and standardization are TensorFlow ops in the model itself, built
@@ -17,10 +21,14 @@ import numpy as np
 import tensorflow as tf
 
 from duckmkt import features
+from duckmkt.i18n import _
 
 logger = logging.getLogger(__name__)
 
-HEADS = ("purchase_prob", "expected_spend", "churn_risk")
+HEADS = ("purchase_prob", "expected_spend", "churn_risk", "expected_purchases")
+RESPONSE_HEADS = ("response_prob",)
+# Heads that output a probability; calibration and class weights apply to them.
+PROBABILITY_HEADS = ("purchase_prob", "churn_risk", "response_prob")
 
 
 @dataclass(frozen=True)
@@ -94,11 +102,11 @@ def fit_preprocessing(matrix: np.ndarray, feature_names: tuple[str, ...]) -> Pre
     if unused:
         # A source the shop does not track (browsing, profiles) leaves a
         # feature NULL in every row; the model then ignores that input.
-        logger.warning("No training row has a value for %s; the model ignores these features", ", ".join(unused))
+        logger.warning(_("No training row has a value for %s; the model ignores these features"), ", ".join(unused))
     for name, n_missing, is_used in zip(feature_names, (~finite).sum(axis=0), used):
         if is_used and n_missing:
             # Counted, not listed: the log must not show customer rows.
-            logger.warning("%s is missing in %d of %d training rows; the model imputes the training median", name, n_missing, len(values))
+            logger.warning(_("%s is missing in %d of %d training rows; the model imputes the training median"), name, n_missing, len(values))
 
     masked = np.where(finite, values, np.nan)
     median = np.zeros(len(feature_names))
@@ -197,8 +205,19 @@ def log_space_absolute_error(y_true, y_pred):
     return tf.reduce_mean(tf.abs(tf.math.log1p(tf.maximum(y_true, 0.0)) - tf.math.log1p(y_pred)), axis=-1)
 
 
-def build_model(preprocessing: Preprocessing, *, hidden_units: tuple[int, ...], dropout: float, l2: float) -> keras.Model:
-    """Build the functional network: raw features in, the three heads out."""
+def build_model(
+    preprocessing: Preprocessing,
+    *,
+    hidden_units: tuple[int, ...],
+    dropout: float,
+    l2: float,
+    heads: tuple[str, ...] = HEADS,
+) -> keras.Model:
+    """Build the functional network: raw features in, one output per name in ``heads``.
+
+    Probability heads are sigmoid units; expected_spend and expected_purchases
+    are non-negative amounts through ``LogSpendOutput``.
+    """
     n_features = len(preprocessing.feature_names)
     inputs = keras.Input(shape=(n_features,), dtype="float32", name="features")
     hidden = RawFeaturePreprocessing(
@@ -218,31 +237,96 @@ def build_model(preprocessing: Preprocessing, *, hidden_units: tuple[int, ...], 
         if dropout > 0:
             hidden = keras.layers.Dropout(dropout, name=f"dropout_{index}")(hidden)
 
-    purchase_prob = keras.layers.Dense(1, activation="sigmoid", name="purchase_prob")(hidden)
-    spend_logit = keras.layers.Dense(1, name="spend_logit")(hidden)
-    expected_spend = LogSpendOutput(name="expected_spend")(spend_logit)
-    churn_risk = keras.layers.Dense(1, activation="sigmoid", name="churn_risk")(hidden)
-
-    return keras.Model(
-        inputs=inputs,
-        outputs={"purchase_prob": purchase_prob, "expected_spend": expected_spend, "churn_risk": churn_risk},
-        name="customer_model",
-    )
+    outputs = {}
+    for head in heads:
+        if head in PROBABILITY_HEADS:
+            outputs[head] = keras.layers.Dense(1, activation="sigmoid", name=head)(hidden)
+        else:
+            logit = keras.layers.Dense(1, name=f"{head}_logit")(hidden)
+            outputs[head] = LogSpendOutput(name=head)(logit)
+    return keras.Model(inputs=inputs, outputs=outputs, name="customer_model")
 
 
-def compile_model(model: keras.Model, *, learning_rate: float) -> None:
-    """Attach the optimizer and one loss per head."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss={
-            "purchase_prob": keras.losses.BinaryCrossentropy(),
-            "expected_spend": log_space_absolute_error,
-            "churn_risk": keras.losses.BinaryCrossentropy(),
-        },
-    )
+def weighted_binary_crossentropy(positive_weight: float):
+    """Return a binary cross-entropy whose positive rows weigh ``positive_weight`` times a negative row.
+
+    Weighting the rare class counters class imbalance; the probabilities it
+    leaves are shifted and are recalibrated after training.
+    """
+    epsilon = 1e-7
+
+    def loss(y_true, y_pred):
+        y_true = tf.cast(y_true, y_pred.dtype)
+        y_pred = tf.clip_by_value(y_pred, epsilon, 1.0 - epsilon)
+        terms = positive_weight * y_true * tf.math.log(y_pred) + (1.0 - y_true) * tf.math.log(1.0 - y_pred)
+        return -tf.reduce_mean(terms, axis=-1)
+
+    return loss
+
+
+def compile_model(
+    model: keras.Model, *, learning_rate: float, positive_weights: dict[str, float] | None = None
+) -> None:
+    """Attach the optimizer and one loss per head; ``positive_weights`` maps a probability head to its class weight."""
+    positive_weights = positive_weights or {}
+    losses = {}
+    for head in model_heads(model):
+        if head in PROBABILITY_HEADS:
+            losses[head] = weighted_binary_crossentropy(float(positive_weights.get(head, 1.0)))
+        else:
+            losses[head] = log_space_absolute_error
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=losses)
+
+
+def model_heads(model: keras.Model) -> tuple[str, ...]:
+    """Return the names of the model's outputs, in the order of ``HEADS`` or ``RESPONSE_HEADS``."""
+    names = set(model.output.keys()) if isinstance(model.output, dict) else {tensor.name for tensor in model.outputs}
+    return tuple(head for head in HEADS + RESPONSE_HEADS if head in names)
 
 
 def predict(model: keras.Model, matrix: np.ndarray) -> dict[str, np.ndarray]:
     """Run the Keras model in inference mode; each head is a float32 [N, 1] array."""
     outputs = model(tf.constant(matrix, dtype=tf.float32), training=False)
-    return {head: np.asarray(outputs[head], dtype=np.float32).reshape(-1, 1) for head in HEADS}
+    return {head: np.asarray(outputs[head], dtype=np.float32).reshape(-1, 1) for head in model_heads(model)}
+
+
+class PlattCalibration(keras.layers.Layer):
+    """Map a probability p to sigmoid(slope * logit(p) + intercept) (Platt scaling).
+
+    logit(p) is spelled log(p) - log(1 - p) on p clipped to [1e-7, 1 - 1e-7],
+    because tf2onnx converts Log but not a fused logit op.
+    """
+
+    def __init__(self, slope: float, intercept: float, **kwargs):
+        super().__init__(**kwargs)
+        self.slope = float(slope)
+        self.intercept = float(intercept)
+
+    def call(self, inputs):
+        clipped = tf.clip_by_value(inputs, 1e-7, 1.0 - 1e-7)
+        logit = tf.math.log(clipped) - tf.math.log(1.0 - clipped)
+        return tf.math.sigmoid(self.slope * logit + self.intercept)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(slope=self.slope, intercept=self.intercept)
+        return config
+
+
+def calibrated_model(model: keras.Model, calibration: dict[str, tuple[float, float]]) -> keras.Model:
+    """Return a model with the same input whose heads in ``calibration`` pass through Platt scaling.
+
+    ``calibration`` maps a probability head to (slope, intercept). The other
+    heads are passed through unchanged.
+    """
+    heads = model_heads(model)
+    inputs = keras.Input(shape=model.inputs[0].shape[1:], dtype="float32", name="features")
+    raw = model(inputs)
+    outputs = {}
+    for head in heads:
+        if head in calibration:
+            slope, intercept = calibration[head]
+            outputs[head] = PlattCalibration(slope, intercept, name=f"{head}_calibrated")(raw[head])
+        else:
+            outputs[head] = raw[head]
+    return keras.Model(inputs=inputs, outputs=outputs, name=f"{model.name}_calibrated")

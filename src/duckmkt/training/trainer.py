@@ -23,9 +23,11 @@ import tensorflow as tf
 import tf2onnx
 
 from duckmkt import registry, strategy
+from duckmkt.errors import DuckmktError
 from duckmkt.i18n import _
-from duckmkt.training import baselines, dataset, export, metrics
+from duckmkt.training import baselines, calibration, dataset, export, metrics
 from duckmkt.training import model as network
+from duckmkt.training import summaries
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +35,13 @@ logger = logging.getLogger(__name__)
 HIGHER_IS_BETTER = {
     "purchase_auc": True,
     "purchase_log_loss": False,
+    "purchase_ece": False,
     "spend_mae": False,
+    "spend_rmse": False,
     "churn_auc": True,
     "churn_log_loss": False,
+    "churn_ece": False,
+    "purchases_mae": False,
 }
 
 
@@ -75,18 +81,39 @@ class _ProgressReporter(keras.callbacks.Callback):
         )
 
 
+# Hyperparameter candidates tried in this order by the search; the first is
+# the default network. Each entry overrides the trainer's own settings.
+SEARCH_SPACE: tuple[dict[str, object], ...] = (
+    {},
+    {"hidden_units": (64, 32), "dropout": 0.2},
+    {"hidden_units": (32, 16), "learning_rate": 1e-3},
+    {"hidden_units": (16,), "dropout": 0.0},
+    {"hidden_units": (64, 32), "l2": 1e-3},
+    {"hidden_units": (128, 64), "dropout": 0.3, "learning_rate": 1e-3},
+)
+
+# A positive row never weighs more than this many negative rows.
+MAX_POSITIVE_WEIGHT = 20.0
+
+
 class CustomerModelTrainer:
-    """Fit the three-head customer model on out-of-time training and validation rows.
+    """Fit the four-head customer model on out-of-time training and validation rows.
 
     Parameters
     ----------
     horizon_days : int or None
-        Days after a cutoff in which ``purchased`` and ``spend`` are counted; None means 60.
+        Days after a cutoff in which ``purchased``, ``spend`` and ``n_purchases`` are counted; None means 60.
     churn_horizon_days : int or None
         Days after a cutoff without an order that make a customer ``churned``; None means 120.
     train_cutoff, validation_cutoff : date, str (YYYY-MM-DD) or None
         Cutoffs of the training and validation rows; None derives them from the
         latest sale (see ``duckmkt.training.dataset.resolve_window``).
+    n_train_cutoffs : int
+        Number of training cutoffs whose rows are stacked: train_cutoff and
+        the ones ``cutoff_step_days`` apart before it. Every label window ends
+        on or before the validation cutoff.
+    cutoff_step_days : int or None
+        Days between stacked training cutoffs; None means horizon_days.
     epochs : int
         Maximum epochs; early stopping on the validation loss usually ends sooner.
     batch_size : int
@@ -99,8 +126,21 @@ class CustomerModelTrainer:
         Adam learning rate.
     patience : int
         Epochs without a lower validation loss before training stops; the best weights are kept.
+    class_weight : "balanced" or None
+        "balanced" weighs the positive rows of each probability head by
+        n_negative / n_positive (at most MAX_POSITIVE_WEIGHT); None weighs every row 1.
+    calibrate : bool
+        Fit Platt scaling of each probability head on the validation rows and
+        put it into the exported graph.
+    time_budget_seconds : float or None
+        Seconds for the hyperparameter search over SEARCH_SPACE; a candidate
+        starts only while time is left, and the first always runs. None fits
+        the trainer's own settings only.
+    max_trials : int or None
+        Largest number of search candidates; None means all of SEARCH_SPACE.
     seed : int
-        Seed of Python, numpy and TensorFlow, so a rerun on the same data gives the same model.
+        Seed of Python, numpy and TensorFlow, set before each candidate, so a
+        rerun on the same data with the same candidates gives the same model.
     """
 
     def __init__(
@@ -110,6 +150,8 @@ class CustomerModelTrainer:
         churn_horizon_days: int | None = None,
         train_cutoff: date | str | None = None,
         validation_cutoff: date | str | None = None,
+        n_train_cutoffs: int = 1,
+        cutoff_step_days: int | None = None,
         epochs: int = 200,
         batch_size: int = 64,
         hidden_units: tuple[int, ...] = (32, 16),
@@ -117,12 +159,18 @@ class CustomerModelTrainer:
         l2: float = 1e-4,
         learning_rate: float = 3e-3,
         patience: int = 20,
+        class_weight: str | None = "balanced",
+        calibrate: bool = True,
+        time_budget_seconds: float | None = None,
+        max_trials: int | None = None,
         seed: int = 0,
     ):
         self.horizon_days = horizon_days
         self.churn_horizon_days = churn_horizon_days
         self.train_cutoff = train_cutoff
         self.validation_cutoff = validation_cutoff
+        self.n_train_cutoffs = n_train_cutoffs
+        self.cutoff_step_days = cutoff_step_days
         self.epochs = epochs
         self.batch_size = batch_size
         self.hidden_units = hidden_units
@@ -130,10 +178,15 @@ class CustomerModelTrainer:
         self.l2 = l2
         self.learning_rate = learning_rate
         self.patience = patience
+        self.class_weight = class_weight
+        self.calibrate = calibrate
+        self.time_budget_seconds = time_budget_seconds
+        self.max_trials = max_trials
         self.seed = seed
 
     def fit(self, con: duckdb.DuckDBPyConnection, progress: ProgressCallback | None = None) -> CustomerModelTrainer:
         """Read the rows, fit the network and score it and the baselines on the validation rows."""
+        _check_class_weight(self.class_weight)
         self.window_ = dataset.resolve_window(
             con,
             horizon_days=self.horizon_days,
@@ -144,41 +197,91 @@ class CustomerModelTrainer:
         for setting in self.window_.derived:
             logger.info("Using %s = %s (derived from the data)", setting, self.window_.as_dict()[setting])
 
-        self.train_rows_ = dataset.load_rows(con, self.window_.train_cutoff, self.window_)
+        step_days = self.window_.horizon_days if self.cutoff_step_days is None else self.cutoff_step_days
+        self.train_cutoffs_ = dataset.training_cutoffs(self.window_, self.n_train_cutoffs, step_days)
+        parts = [dataset.load_rows(con, cutoff, self.window_) for cutoff in self.train_cutoffs_]
+        for part in parts:
+            dataset.check_rows(part, "training")
+        self.train_rows_ = dataset.stack_rows(parts)
         self.validation_rows_ = dataset.load_rows(con, self.window_.validation_cutoff, self.window_)
-        dataset.check_rows(self.train_rows_, "training")
         dataset.check_rows(self.validation_rows_, "validation")
         self.feature_names_ = self.train_rows_.feature_names
         logger.info(
-            "Training on %d rows at %s, validating on %d rows at %s",
+            "Training on %d rows at %d cutoffs up to %s, validating on %d rows at %s",
             self.train_rows_.n_rows,
+            len(self.train_cutoffs_),
             self.window_.train_cutoff,
             self.validation_rows_.n_rows,
             self.window_.validation_cutoff,
         )
 
         self.preprocessing_ = network.fit_preprocessing(self.train_rows_.matrix, self.feature_names_)
-        self.model_, self.history_ = self._fit_network(progress)
+        self.positive_weights_ = _positive_weights(self.train_rows_.labels, self.class_weight)
+        self.model_, self.history_, self.params_, self.trials_ = self._search(progress)
         self.n_epochs_ = len(self.history_["loss"])
         self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
 
+        # network_ is the fitted network; model_ adds the calibration layers.
+        self.network_ = self.model_
+        raw_predictions = network.predict(self.network_, self.validation_rows_.matrix)
+        self.calibration_ = _fit_calibration(raw_predictions, self.validation_rows_.labels) if self.calibrate else {}
+        if self.calibration_:
+            self.model_ = network.calibrated_model(self.model_, self.calibration_)
         self.validation_predictions_ = network.predict(self.model_, self.validation_rows_.matrix)
         self.metrics_ = metrics.head_metrics(self.validation_rows_.labels, self.validation_predictions_)
+        self.calibration_report_ = {
+            head: calibration.calibration_report(self.validation_rows_.labels[label], self.validation_predictions_[head])
+            for head, label in (("purchase_prob", "purchased"), ("churn_risk", "churned"))
+        }
         self.baselines_ = baselines.baseline_metrics(
             con, self.train_rows_, self.validation_rows_, self.window_.horizon_days
         )
         return self
 
-    def _fit_network(self, progress: ProgressCallback | None) -> tuple[keras.Model, dict[str, list[float]]]:
+    def _candidates(self) -> list[dict[str, object]]:
+        own = {
+            "hidden_units": tuple(self.hidden_units),
+            "dropout": self.dropout,
+            "l2": self.l2,
+            "learning_rate": self.learning_rate,
+        }
+        if self.time_budget_seconds is None:
+            return [own]
+        candidates = [{**own, **overrides} for overrides in SEARCH_SPACE]
+        return candidates[: self.max_trials] if self.max_trials is not None else candidates
+
+    def _search(self, progress: ProgressCallback | None):
+        """Fit each candidate while the time budget lasts; return the one with the lowest validation loss."""
+        started = time.perf_counter()
+        best = None
+        trials = []
+        for index, params in enumerate(self._candidates()):
+            elapsed = time.perf_counter() - started
+            if index > 0 and elapsed >= self.time_budget_seconds:
+                logger.info("Time budget of %.0f s spent after %d candidates", self.time_budget_seconds, index)
+                break
+            model, history = self._fit_network(params, progress)
+            best_val_loss = float(np.min(history["val_loss"]))
+            trials.append({**_json_params(params), "best_val_loss": best_val_loss, "epochs_run": len(history["loss"])})
+            logger.info("Candidate %d %s: best validation loss %.4f", index + 1, _json_params(params), best_val_loss)
+            if best is None or best_val_loss < best[0]:
+                best = (best_val_loss, model, history, params)
+        _loss, model, history, params = best
+        return model, history, _json_params(params), trials
+
+    def _fit_network(
+        self, params: dict[str, object], progress: ProgressCallback | None
+    ) -> tuple[keras.Model, dict[str, list[float]]]:
         keras.utils.set_random_seed(self.seed)
         model = network.build_model(
-            self.preprocessing_, hidden_units=tuple(self.hidden_units), dropout=self.dropout, l2=self.l2
+            self.preprocessing_, hidden_units=tuple(params["hidden_units"]), dropout=params["dropout"], l2=params["l2"]
         )
-        network.compile_model(model, learning_rate=self.learning_rate)
+        network.compile_model(model, learning_rate=params["learning_rate"], positive_weights=self.positive_weights_)
 
-        # NOTE: early stopping watches the validation rows that the metrics
-        # are computed on, so the model's metrics are slightly optimistic
-        # next to the baselines, which never see those rows.
+        # NOTE: early stopping and calibration use the validation rows that
+        # the metrics are computed on, so the model's metrics are slightly
+        # optimistic next to the baselines, which never see those rows.
+        # `duckmkt evaluate` at a later cutoff gives an unbiased comparison.
         callbacks = [
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)
         ]
@@ -198,11 +301,47 @@ class CustomerModelTrainer:
         return model, {key: [float(value) for value in values] for key, values in history.history.items()}
 
 
+def _check_class_weight(class_weight: str | None) -> None:
+    if class_weight not in (None, "balanced"):
+        raise DuckmktError(
+            _("Invalid class_weight {value!r}; use 'balanced' or None.").format(value=class_weight)
+        )
+
+
+def _positive_weights(labels: dict[str, np.ndarray], class_weight: str | None) -> dict[str, float]:
+    """Return the weight of a positive row for each probability head: n_negative / n_positive under "balanced"."""
+    if class_weight is None:
+        return {}
+    weights = {}
+    for head, label in (("purchase_prob", "purchased"), ("churn_risk", "churned"), ("response_prob", "response")):
+        if label not in labels:
+            continue
+        n_positive = float(np.sum(labels[label]))
+        n_negative = float(labels[label].size - n_positive)
+        weight = n_negative / n_positive if n_positive > 0 else 1.0
+        weights[head] = float(np.clip(weight, 1.0 / MAX_POSITIVE_WEIGHT, MAX_POSITIVE_WEIGHT))
+    return weights
+
+
+def _fit_calibration(predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+    pairs = (("purchase_prob", "purchased"), ("churn_risk", "churned"), ("response_prob", "response"))
+    return {
+        head: calibration.fit_platt(predictions[head], labels[label])
+        for head, label in pairs
+        if head in predictions and label in labels
+    }
+
+
+def _json_params(params: dict[str, object]) -> dict[str, object]:
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in params.items()}
+
+
 def _targets(rows: dataset.LabeledRows) -> dict[str, np.ndarray]:
     return {
         "purchase_prob": rows.labels["purchased"].reshape(-1, 1),
         "expected_spend": rows.labels["spend"].reshape(-1, 1),
         "churn_risk": rows.labels["churned"].reshape(-1, 1),
+        "expected_purchases": rows.labels["n_purchases"].reshape(-1, 1),
     }
 
 
@@ -264,9 +403,12 @@ def build_metadata(trainer: CustomerModelTrainer, thresholds: dict[str, float], 
         **trainer.preprocessing_.as_metadata(),
         "label_definitions": dict(dataset.LABEL_DEFINITIONS),
         **window.as_dict(),
+        "model_kind": "customer",
+        "train_cutoffs": [cutoff.isoformat() for cutoff in trainer.train_cutoffs_],
         "n_train_rows": trainer.train_rows_.n_rows,
         "n_validation_rows": trainer.validation_rows_.n_rows,
         "metrics": trainer.metrics_,
+        "calibration": {head: {"slope": slope, "intercept": intercept} for head, (slope, intercept) in trainer.calibration_.items()},
         "baselines": trainer.baselines_,
         "baseline_definitions": dict(baselines.BASELINE_DEFINITIONS),
         "strategy_thresholds": thresholds,
@@ -276,6 +418,10 @@ def build_metadata(trainer: CustomerModelTrainer, thresholds: dict[str, float], 
             "epochs_run": trainer.n_epochs_,
             "best_epoch": trainer.best_epoch_,
             "seed": trainer.seed,
+            "class_weight": trainer.class_weight,
+            "positive_weights": trainer.positive_weights_,
+            "hyperparameters": trainer.params_,
+            "search": {"time_budget_seconds": trainer.time_budget_seconds, "trials": trainer.trials_},
         },
         "versions": _versions(),
     }
@@ -285,6 +431,7 @@ def build_report(trainer: CustomerModelTrainer) -> dict[str, object]:
     """Return the report: each validation metric beside its baseline."""
     return {
         **trainer.window_.as_dict(),
+        "train_cutoffs": [cutoff.isoformat() for cutoff in trainer.train_cutoffs_],
         "n_train_rows": trainer.train_rows_.n_rows,
         "n_validation_rows": trainer.validation_rows_.n_rows,
         "metrics": {
@@ -296,6 +443,7 @@ def build_report(trainer: CustomerModelTrainer) -> dict[str, object]:
             for name, higher in HIGHER_IS_BETTER.items()
         },
         "baseline_definitions": dict(baselines.BASELINE_DEFINITIONS),
+        "calibration": trainer.calibration_report_,
     }
 
 
@@ -322,6 +470,8 @@ def train(
     when the folder cannot be written.
     """
     started = time.perf_counter()
+    # An invalid name would otherwise fail only after the whole training run.
+    registry.check_model_name(name)
     trainer = CustomerModelTrainer(
         horizon_days=horizon_days,
         churn_horizon_days=churn_horizon_days,
@@ -343,9 +493,10 @@ def train(
     onnx_predictions = export.run_onnx(onnx_bytes, trainer.validation_rows_.matrix)
     thresholds = strategy.compute_thresholds(onnx_predictions)
 
-    model_dir = registry.save_model(
-        models_dir, name, onnx_bytes, build_metadata(trainer, thresholds, parity), build_report(trainer)
-    )
+    metadata = build_metadata(trainer, thresholds, parity)
+    # Aggregates for explain_customer and 'duckmkt monitor': background, importance, distributions.
+    metadata.update(summaries.build_summaries(trainer, onnx_bytes))
+    model_dir = registry.save_model(models_dir, name, onnx_bytes, metadata, build_report(trainer))
     result = TrainingResult(
         model_dir=model_dir,
         name=name,

@@ -1,0 +1,61 @@
+-- Grain: one row per customer and product with a sale (or, when browsing is
+-- loaded, a product view or add-to-cart) before `cutoff`. Point in time: only
+-- rows before the cutoff count. Each order containing the product adds
+-- 0.5 ^ (age in days / half_life_days) to purchase_weight, so recent orders
+-- weigh more; each browsing event adds the same decay to view_weight.
+-- Non-product codes never appear, because mkt.int_sales leaves them out and
+-- browsed codes are matched against mkt.non_product_codes here.
+create or replace macro mkt.product_history_at(cutoff, half_life_days) as table
+
+with
+
+sales as (
+    select distinct customer_id, product_id, order_id, ordered_at
+    from mkt.int_sales
+    where ordered_at < cutoff::timestamp
+),
+
+events as (
+    select customer_id, product_id, event_at
+    from mkt.stg_events
+    where event_at < cutoff::timestamp
+      and product_id is not null
+      and event_type in ('view', 'product_view', 'page_view', 'add_to_cart')
+      and not exists (
+          select 1
+          from mkt.non_product_codes as codes
+          where regexp_full_match(upper(stg_events.product_id), upper(codes.pattern))
+      )
+),
+
+purchases as (
+    select
+        customer_id,
+        product_id,
+        sum(pow(0.5, (epoch(cutoff::timestamp) - epoch(ordered_at)) / 86400.0 / half_life_days)) as purchase_weight,
+        max(ordered_at) as last_bought_at,
+    from sales
+    group by customer_id, product_id
+),
+
+views as (
+    select
+        customer_id,
+        product_id,
+        sum(pow(0.5, (epoch(cutoff::timestamp) - epoch(event_at)) / 86400.0 / half_life_days)) as view_weight,
+    from events
+    group by customer_id, product_id
+),
+
+final as (
+    select
+        customer_id,
+        product_id,
+        coalesce(purchases.purchase_weight, 0.0) as purchase_weight,
+        coalesce(views.view_weight, 0.0) as view_weight,
+        purchases.last_bought_at,
+    from purchases
+    full outer join views using (customer_id, product_id)
+)
+
+select * from final

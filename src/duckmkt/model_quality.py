@@ -1,0 +1,192 @@
+"""What the ``duckmkt models``, ``evaluate`` and ``features`` commands do, callable without the CLI.
+
+Each function opens the database, runs one step, prints its result in the
+active language and raises ``DuckmktError`` on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from pathlib import Path
+
+import typer
+
+from duckmkt import registry
+from duckmkt.database import connect_database
+from duckmkt.i18n import _
+from duckmkt.tables import format_table
+
+logger = logging.getLogger(__name__)
+
+
+def echo(text: str = "") -> None:
+    typer.echo(text)
+
+
+def models_list_command(db: Path, *, name: str | None = None) -> list[tuple]:
+    """Print the model versions recorded in ``mkt.models``, newest first."""
+    con = connect_database(db)
+    try:
+        rows = registry.list_models(con, name)
+    finally:
+        con.close()
+    table = [
+        (model, version, str(created_at), kind, status, ", ".join(str(c) for c in cutoffs or []), str(validation_cutoff))
+        for model, version, created_at, kind, status, cutoffs, validation_cutoff in rows
+    ]
+    echo(
+        format_table(
+            [_("name"), _("version"), _("created at"), _("kind"), _("status"), _("training cutoffs"), _("validation cutoff")],
+            table,
+        )
+    )
+    return rows
+
+
+def models_show_command(db: Path, version: str, *, name: str = "customer") -> dict:
+    """Print one recorded version: its row in ``mkt.models`` and its metrics."""
+    con = connect_database(db)
+    try:
+        row = registry.model_row(con, name, version)
+    finally:
+        con.close()
+    metrics = json.loads(row.pop("metrics") or "{}")
+    echo(format_table([_("field"), _("value")], [(key, str(value)) for key, value in row.items()]))
+    echo()
+    echo(format_table([_("metric"), _("value")], sorted(metrics.items())))
+    return {**row, "metrics": metrics}
+
+
+def models_promote_command(db: Path, version: str, *, name: str = "customer", models_dir: Path = Path("models")) -> dict:
+    """Promote ``version`` of ``name``; score_customer then uses it."""
+    con = connect_database(db)
+    try:
+        row = registry.promote(con, name, version, models_dir=models_dir)
+    finally:
+        con.close()
+    echo(_("Promoted model {name} version {version}; score_customer now uses it.").format(name=name, version=row["version"]))
+    _compile_promoted(db, row)
+    return row
+
+
+def models_rollback_command(db: Path, *, name: str = "customer") -> dict:
+    """Demote the promoted version of ``name`` and promote the one promoted before it."""
+    con = connect_database(db)
+    try:
+        row = registry.rollback(con, name)
+    finally:
+        con.close()
+    echo(_("Rolled model {name} back to version {version}.").format(name=name, version=row["version"]))
+    _compile_promoted(db, row)
+    return row
+
+
+def _compile_promoted(db: Path, row: dict) -> None:
+    """Compile a newly promoted customer model into SQL, so clients without Python score with it too."""
+    if row.get("model_kind") != "customer":
+        return
+    from duckmkt.clients import compile_after_training
+
+    compile_after_training(db, Path(row["model_dir"]))
+
+
+def evaluate_command(
+    db: Path,
+    *,
+    cutoff: date,
+    model: str | None = None,
+    name: str = "customer",
+    models_dir: Path = Path("models"),
+    horizon_days: int | None = None,
+    churn_horizon_days: int | None = None,
+):
+    """Evaluate the promoted (or named) model and the baselines out of time at ``cutoff``; print the table."""
+    from duckmkt.evaluation.evaluate import evaluate
+    from duckmkt.scoring import resolve_model_dir
+
+    con = connect_database(db)
+    try:
+        model_dir = resolve_model_dir(model, models_dir=models_dir, name=name, con=con)
+        result = evaluate(con, model_dir, cutoff=cutoff, horizon_days=horizon_days, churn_horizon_days=churn_horizon_days)
+    finally:
+        con.close()
+
+    echo(
+        _("Model {name} version {version} at cutoff {cutoff}: {rows:,} customers, labels over {days} days.").format(
+            name=name, version=result.model_version, cutoff=result.cutoff, rows=result.n_rows, days=result.horizon_days
+        )
+    )
+    if result.horizon_scale != 1.0:
+        echo(
+            _("The model was trained on another horizon; its spend and purchase counts are scaled by {scale:.3f}.").format(
+                scale=result.horizon_scale
+            )
+        )
+    rows = [
+        (head, metric, method, value, "*" if result.best_method(head, metric) == method else "")
+        for head, metric, method, value in result.table()
+    ]
+    echo(format_table([_("head"), _("metric"), _("method"), _("value"), _("best")], rows))
+    echo(
+        _(
+            "Methods: duckmkt (this model), rfm_rules (RFM score; previous-window spend and purchase days), "
+            "rfm_logistic (logistic regression on RFM), bgnbd (BG/NBD with Gamma-Gamma)."
+        )
+    )
+    return result
+
+
+def features_command(db: Path) -> list[tuple]:
+    """Write ``mkt.feature_catalog`` into ``db`` and print it in the active language."""
+    from duckmkt import features
+    from duckmkt.feature_catalog import write_feature_catalog
+
+    con = connect_database(db)
+    try:
+        write_feature_catalog(con)
+        rows = con.execute("select name, unit, source_table, formula from mkt.feature_catalog order by position").fetchall()
+    finally:
+        con.close()
+    by_name = {feature.name: feature for feature in features.FEATURES}
+    table = [(name, unit, source, formula, by_name[name].localized_description()) for name, unit, source, formula in rows]
+    echo(format_table([_("feature"), _("unit"), _("source table"), _("formula"), _("description")], table))
+    return rows
+
+
+def train_response_command(
+    db: Path,
+    *,
+    label: str,
+    features: str | None = None,
+    name: str = "customer",
+    models_dir: Path = Path("models"),
+    seed: int = 0,
+    **trainer_params,
+):
+    """Train a response model on ``label``, save it, record it in ``mkt.models`` and print its held-out metrics."""
+    from duckmkt.training.response import DEFAULT_FEATURES, train_response
+
+    con = connect_database(db)
+    try:
+        result = train_response(
+            con,
+            label=label,
+            features=features or DEFAULT_FEATURES,
+            models_dir=models_dir,
+            name=name,
+            seed=seed,
+            **trainer_params,
+        )
+        registry.record_model(con, result.model_dir)
+    finally:
+        con.close()
+    echo(
+        _("{train:,} training rows, {validation:,} held-out rows (one stratified fold of 5).").format(
+            train=result.n_train_rows, validation=result.n_validation_rows
+        )
+    )
+    echo(format_table([_("metric"), _("value")], sorted(result.metrics.items())))
+    echo(_("Model saved to {path} in {seconds:.0f} s.").format(path=result.model_dir, seconds=result.seconds))
+    return result

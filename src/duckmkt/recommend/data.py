@@ -1,0 +1,159 @@
+"""Matrices for the recommender, read from ``mkt.product_history_at``.
+
+Rows are customers and columns the products of a fixed vocabulary. History
+weights decay with age (see the macro); browsing events count with
+``VIEW_WEIGHT`` times the weight of a purchase. Nothing here imports
+TensorFlow, so scoring can use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy import sparse
+
+HALF_LIFE_DAYS = 90.0
+# A view or add-to-cart counts this much of a purchase of the same age.
+VIEW_WEIGHT = 0.25
+# Default window in which bought products are not recommended again.
+EXCLUDE_RECENT_DAYS = 30
+POPULARITY_WINDOW_DAYS = 90
+
+
+@dataclass
+class HistoryRows:
+    """Histories of some customers at one cutoff, aligned with a vocabulary."""
+
+    customer_ids: list[str]
+    # Decayed purchase plus browsing weight, customers x products.
+    history: sparse.csr_matrix
+    # 1 where the customer bought the product in the exclusion window.
+    recent: sparse.csr_matrix
+    # 1 where the customer ever bought the product before the cutoff.
+    bought: sparse.csr_matrix
+
+
+def build_vocabulary(con: duckdb.DuckDBPyConnection, cutoff: date | datetime | str, min_customers: int = 3) -> list[str]:
+    """Return the product ids bought by at least ``min_customers`` customers before ``cutoff``, sorted."""
+    rows = con.execute(
+        """
+        select product_id
+        from mkt.int_sales
+        where ordered_at < $cutoff::timestamp
+        group by product_id
+        having count(distinct customer_id) >= $min_customers
+        order by product_id
+        """,
+        {"cutoff": str(cutoff), "min_customers": min_customers},
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def latest_cutoff(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """Return the day after the latest sale, the cutoff of ``mkt.customer_features``; None without sales."""
+    latest = con.execute("select max(ordered_at)::date + interval 1 day from mkt.int_sales").fetchall()[0][0]
+    return latest
+
+
+def read_history(
+    con: duckdb.DuckDBPyConnection,
+    cutoff: date | datetime | str,
+    vocabulary: list[str],
+    *,
+    customer_table: str | None = None,
+    half_life_days: float = HALF_LIFE_DAYS,
+    exclude_recent_days: int = EXCLUDE_RECENT_DAYS,
+) -> HistoryRows:
+    """Return the history of every customer (or those in the view ``customer_table``) at ``cutoff``.
+
+    ``customer_table`` names a registered table with a ``customer_id`` column;
+    customers in it without a history still get an empty row, in its order.
+    Products outside ``vocabulary`` are ignored.
+    """
+    restrict = f"where customer_id in (select customer_id from {customer_table})" if customer_table else ""
+    table = con.sql(
+        f"""
+        select
+            customer_id,
+            product_id,
+            purchase_weight + {VIEW_WEIGHT!r} * view_weight as weight,
+            coalesce(last_bought_at >= $cutoff::timestamp - to_days($recent::integer), false) as is_recent,
+            last_bought_at is not null as is_bought,
+        from mkt.product_history_at($cutoff, $half_life)
+        {restrict}
+        """,
+        params={"cutoff": str(cutoff), "half_life": float(half_life_days), "recent": int(exclude_recent_days)},
+    ).to_arrow_table()
+
+    if customer_table:
+        customer_ids = [row[0] for row in con.execute(f"select customer_id from {customer_table}").fetchall()]
+    else:
+        customer_ids = sorted(set(table.column("customer_id").to_pylist()))
+    return _to_rows(table, customer_ids, vocabulary)
+
+
+def _to_rows(table: pa.Table, customer_ids: list[str], vocabulary: list[str]) -> HistoryRows:
+    shape = (len(customer_ids), len(vocabulary))
+    rows = pc.index_in(table.column("customer_id"), value_set=pa.array(customer_ids, type=pa.string()))
+    columns = pc.index_in(table.column("product_id"), value_set=pa.array(vocabulary, type=pa.string()))
+    keep = pc.and_(pc.is_valid(rows), pc.is_valid(columns))
+    table = table.filter(keep)
+    row_index = pc.filter(rows, keep).to_numpy().astype(np.int64)
+    column_index = pc.filter(columns, keep).to_numpy().astype(np.int64)
+
+    def matrix(values: np.ndarray) -> sparse.csr_matrix:
+        built = sparse.csr_matrix((values.astype(np.float32), (row_index, column_index)), shape=shape)
+        built.eliminate_zeros()
+        return built
+
+    return HistoryRows(
+        customer_ids=list(customer_ids),
+        history=matrix(table.column("weight").to_numpy()),
+        recent=matrix(table.column("is_recent").to_numpy(zero_copy_only=False).astype(np.float32)),
+        bought=matrix(table.column("is_bought").to_numpy(zero_copy_only=False).astype(np.float32)),
+    )
+
+
+def read_targets(
+    con: duckdb.DuckDBPyConnection,
+    cutoff: date | datetime | str,
+    horizon_days: int,
+    vocabulary: list[str],
+    customer_ids: list[str],
+) -> sparse.csr_matrix:
+    """Return 1 where a customer bought a vocabulary product in [cutoff, cutoff + horizon_days)."""
+    table = con.sql(
+        """
+        select distinct customer_id, product_id
+        from mkt.int_sales
+        where ordered_at >= $cutoff::timestamp
+          and ordered_at < $cutoff::timestamp + to_days($horizon::integer)
+        """,
+        params={"cutoff": str(cutoff), "horizon": int(horizon_days)},
+    ).to_arrow_table()
+    shape = (len(customer_ids), len(vocabulary))
+    rows = pc.index_in(table.column("customer_id"), value_set=pa.array(customer_ids, type=pa.string()))
+    columns = pc.index_in(table.column("product_id"), value_set=pa.array(vocabulary, type=pa.string()))
+    keep = pc.and_(pc.is_valid(rows), pc.is_valid(columns))
+    return sparse.csr_matrix(
+        (
+            np.ones(int(pc.sum(keep.cast(pa.int64())).as_py() or 0), dtype=np.float32),
+            (pc.filter(rows, keep).to_numpy().astype(np.int64), pc.filter(columns, keep).to_numpy().astype(np.int64)),
+        ),
+        shape=shape,
+    )
+
+
+def training_cutoffs(first: date, last: date, step_days: int) -> list[date]:
+    """Return the cutoffs from ``first`` to ``last`` (inclusive) every ``step_days`` days."""
+    cutoffs = []
+    current = first
+    while current <= last:
+        cutoffs.append(current)
+        current += timedelta(days=step_days)
+    return cutoffs

@@ -1,0 +1,287 @@
+"""``recommend_products(customer_id, k)``: product recommendations as a DuckDB Arrow UDF.
+
+For each customer the function reads the purchase and browsing history
+(``mkt.product_history_at`` at the day after the latest sale), runs the
+ONNX recommender once per batch, and returns the ``k`` best products as
+``LIST(STRUCT(product_id, score, reason))``:
+
+* products matching ``mkt.non_product_codes`` are never returned, and by
+  default neither are products the customer bought in the last
+  ``exclude_recent_days`` days;
+* ``score`` is the model's probability that the product is among the
+  customer's next purchases, and ``reason`` is ``bought_before`` (bought
+  earlier than the exclusion window) or ``similar_to_history``;
+* a customer without a usable history (unknown id, or only products outside
+  the model's vocabulary) gets the most popular products of their segment
+  (``mkt.customer_segments``) in the last 90 days, with ``reason``
+  ``popular_in_segment`` and ``score`` the product's number of buyers
+  divided by that of the segment's most popular product.
+
+Each batch queries the database through a cursor (several scans of the
+order lines), so call it on the customers you need rather than row by row in
+a large join. Importing this module never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.types as pat
+
+from duckmkt.errors import FeatureError, ModelError
+from duckmkt.i18n import _
+from duckmkt.recommend import DEFAULT_MODEL_NAME, data
+from duckmkt.recommend.metrics import top_k
+from duckmkt.registry import load_metadata, verify_model
+
+logger = logging.getLogger(__name__)
+
+FUNCTION_NAME = "recommend_products"
+DEFAULT_K = 10
+MAX_K = 1000
+
+RECOMMENDATION_TYPE = duckdb.list_type(
+    duckdb.struct_type(
+        {"product_id": duckdb.sqltypes.VARCHAR, "score": duckdb.sqltypes.DOUBLE, "reason": duckdb.sqltypes.VARCHAR}
+    )
+)
+_ITEM_ARROW_TYPE = pa.struct([pa.field("product_id", pa.string()), pa.field("score", pa.float64()), pa.field("reason", pa.string())])
+
+
+@dataclass
+class Recommender:
+    """A verified ONNX recommender bound to the connection whose history it reads."""
+
+    model_dir: Path
+    session: ort.InferenceSession
+    metadata: dict
+    cursor: duckdb.DuckDBPyConnection
+    exclude_recent_days: int = data.EXCLUDE_RECENT_DAYS
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, con: duckdb.DuckDBPyConnection, *, exclude_recent_days: int = data.EXCLUDE_RECENT_DAYS) -> Recommender:
+        """Verify the model in ``model_dir`` and open it with ONNX Runtime."""
+        model_dir = Path(model_dir)
+        verify_model(model_dir)
+        metadata = load_metadata(model_dir)
+        if metadata.get("kind") != "recommender":
+            raise ModelError(
+                _("Model {path} is not a recommender; train one with 'duckmkt train-recommender DB'.").format(path=model_dir)
+            )
+        if exclude_recent_days < 0:
+            raise FeatureError(
+                _("exclude_recent_days is {days}; it must be 0 (exclude nothing) or more days.").format(days=exclude_recent_days)
+            )
+        session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+        return cls(model_dir=model_dir, session=session, metadata=metadata, cursor=con.cursor(), exclude_recent_days=exclude_recent_days)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return list(self.metadata["feature_names"])
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata["version"])
+
+    def recommend_arrow(self, customer_ids: pa.Array | pa.ChunkedArray, k: pa.Array | pa.ChunkedArray | None = None) -> pa.Array:
+        """Return one list of recommendations per customer id; a NULL id gives NULL."""
+        customer_ids = _combine(customer_ids)
+        if not (pat.is_string(customer_ids.type) or pat.is_large_string(customer_ids.type) or pat.is_integer(customer_ids.type)):
+            raise FeatureError(
+                _("recommend_products expects a customer id (VARCHAR) as its first argument; it got {type}.").format(type=customer_ids.type)
+            )
+        customer_ids = customer_ids.cast(pa.string())
+        counts = _k_values(k, len(customer_ids))
+        ids = customer_ids.to_pylist()
+        known = sorted({customer_id for customer_id in ids if customer_id is not None})
+        if not known:
+            return pa.array([None] * len(ids), type=pa.list_(_ITEM_ARROW_TYPE))
+
+        with self._lock:
+            ranked = self._rank(known, int(counts.max(initial=0)))
+        output = [
+            None if customer_id is None else ranked[customer_id][: int(count)]
+            for customer_id, count in zip(ids, counts)
+        ]
+        return pa.array(output, type=pa.list_(_ITEM_ARROW_TYPE))
+
+    def _rank(self, customer_ids: list[str], k: int) -> dict[str, list[dict]]:
+        """Return the best ``k`` recommendations of each customer id."""
+        vocabulary = self.vocabulary
+        self.cursor.register("recommend_batch", pa.table({"customer_id": pa.array(customer_ids, type=pa.string())}))
+        self.cursor.register("recommend_vocabulary", pa.table({"product_id": pa.array(vocabulary, type=pa.string())}))
+        try:
+            cutoff = data.latest_cutoff(self.cursor)
+            if cutoff is None:
+                return {customer_id: [] for customer_id in customer_ids}
+            rows = data.read_history(
+                self.cursor, cutoff, vocabulary, customer_table="recommend_batch", exclude_recent_days=self.exclude_recent_days
+            )
+            blocked = self._non_product_mask()
+            segments = dict(
+                self.cursor.execute(
+                    """
+                    select batch.customer_id, coalesce(segments.segment, 'all')
+                    from recommend_batch as batch
+                    left join mkt.customer_segments as segments using (customer_id)
+                    """
+                ).fetchall()
+            )
+            popular = self._popular_products(cutoff, set(segments.values()), k)
+        finally:
+            self.cursor.unregister("recommend_batch")
+            self.cursor.unregister("recommend_vocabulary")
+
+        mask = rows.recent.toarray() > 0
+        mask[:, blocked] = True
+        has_history = np.asarray(rows.history.sum(axis=1)).ravel() > 0
+        results: dict[str, list[dict]] = {}
+        if has_history.any() and k > 0:
+            history = rows.history[has_history].toarray().astype(np.float32)
+            scores = self.session.run(["scores"], {"history": history})[0]
+            known_mask = mask[has_history]
+            ranked = top_k(scores, k, known_mask)
+            bought = rows.bought[has_history]
+            for row, customer_index in enumerate(np.flatnonzero(has_history)):
+                bought_columns = set(bought.indices[bought.indptr[row] : bought.indptr[row + 1]].tolist())
+                results[customer_ids[customer_index]] = [
+                    {
+                        "product_id": vocabulary[column],
+                        "score": float(scores[row, column]),
+                        "reason": "bought_before" if column in bought_columns else "similar_to_history",
+                    }
+                    for column in ranked[row]
+                    if not known_mask[row, column]
+                ]
+
+        recent_products = {
+            customer_ids[row]: {vocabulary[column] for column in rows.recent.indices[rows.recent.indptr[row] : rows.recent.indptr[row + 1]]}
+            for row in range(len(customer_ids))
+        }
+        for customer_id in customer_ids:
+            if customer_id not in results:
+                candidates = popular.get(segments.get(customer_id, "all"), []) + popular.get("all", [])
+                results[customer_id] = _fallback(candidates, recent_products[customer_id], k)
+        return results
+
+    def _non_product_mask(self) -> np.ndarray:
+        """Return the vocabulary columns that now match a non-product code (codes may be added after training)."""
+        rows = self.cursor.execute(
+            """
+            select vocabulary.product_id
+            from recommend_vocabulary as vocabulary
+            where exists (
+                select 1 from mkt.non_product_codes as codes
+                where regexp_full_match(upper(vocabulary.product_id), upper(codes.pattern))
+            )
+            """
+        ).fetchall()
+        index = {product_id: column for column, product_id in enumerate(self.vocabulary)}
+        return np.array([index[row[0]] for row in rows], dtype=np.int64)
+
+    def _popular_products(self, cutoff, segments: set[str], k: int) -> dict[str, list[tuple[str, float]]]:
+        """Return (product_id, relative popularity) of the top products of each segment and of 'all'."""
+        # Extra rows leave room for the products a customer bought recently.
+        limit = k + 200
+        rows = self.cursor.execute(
+            """
+            select segment, product_id, popularity / max(popularity) over (partition by segment) as score
+            from mkt.segment_popular_products_at($cutoff, $window)
+            where popularity_rank <= $limit and list_contains($segments, segment)
+            order by segment, popularity_rank
+            """,
+            {"cutoff": str(cutoff), "window": data.POPULARITY_WINDOW_DAYS, "limit": limit, "segments": sorted(segments | {"all"})},
+        ).fetchall()
+        popular: dict[str, list[tuple[str, float]]] = {}
+        for segment, product_id, score in rows:
+            popular.setdefault(segment, []).append((product_id, float(score)))
+        return popular
+
+
+def _fallback(candidates: list[tuple[str, float]], excluded: set[str], k: int) -> list[dict]:
+    chosen: list[dict] = []
+    seen: set[str] = set()
+    for product_id, score in candidates:
+        if len(chosen) >= k:
+            break
+        if product_id in excluded or product_id in seen:
+            continue
+        seen.add(product_id)
+        chosen.append({"product_id": product_id, "score": score, "reason": "popular_in_segment"})
+    return chosen
+
+
+def _combine(values):
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _k_values(k, n_rows: int) -> np.ndarray:
+    """Return k for every row; NULL or a missing argument means DEFAULT_K."""
+    if k is None:
+        return np.full(n_rows, DEFAULT_K, dtype=np.int64)
+    k = _combine(k)
+    if not pat.is_integer(k.type):
+        raise FeatureError(_("recommend_products: k has type {type}; pass an integer number of products, for example 10.").format(type=k.type))
+    values = np.array([DEFAULT_K if value is None else value for value in k.to_pylist()], dtype=np.int64)
+    if n_rows and (values.min() < 0 or values.max() > MAX_K):
+        raise FeatureError(
+            _("recommend_products: k must be between 0 and {maximum}; it is {value}.").format(
+                maximum=MAX_K, value=int(values.min() if values.min() < 0 else values.max())
+            )
+        )
+    return values
+
+
+def resolve_recommender_dir(model: str | Path | None = None, *, models_dir: str | Path = "models", name: str = DEFAULT_MODEL_NAME) -> Path | None:
+    """Return the recommender folder to use, or None when ``models_dir`` holds none and ``model`` is None."""
+    from duckmkt.scoring import resolve_model_dir
+
+    if model is None and not any((Path(models_dir) / name).glob("[!.]*/metadata.json")):
+        return None
+    return resolve_model_dir(model, models_dir=models_dir, name=name)
+
+
+def register_recommender(
+    con: duckdb.DuckDBPyConnection,
+    model: str | Path | None = None,
+    *,
+    models_dir: str | Path = "models",
+    name: str = DEFAULT_MODEL_NAME,
+    exclude_recent_days: int = data.EXCLUDE_RECENT_DAYS,
+) -> Recommender | None:
+    """Register ``recommend_products`` on ``con``; return the recommender, or None when none is trained.
+
+    ``model`` may be a model folder or a version of ``name`` under ``models_dir``.
+    """
+    model_dir = resolve_recommender_dir(model, models_dir=models_dir, name=name)
+    if model_dir is None:
+        logger.info("No recommender under %s; recommend_products is not registered", Path(models_dir) / name)
+        return None
+    recommender = Recommender.load(model_dir, con, exclude_recent_days=exclude_recent_days)
+
+    def recommend(customer_ids, k=None):
+        return recommender.recommend_arrow(customer_ids, k)
+
+    try:
+        con.remove_function(FUNCTION_NAME)
+    except duckdb.InvalidInputException:
+        pass
+    con.create_function(
+        FUNCTION_NAME,
+        recommend,
+        parameters=None,
+        return_type=RECOMMENDATION_TYPE,
+        type="arrow",
+        null_handling="special",
+        side_effects=False,
+    )
+    logger.info("Registered %s with recommender version %s", FUNCTION_NAME, recommender.version)
+    return recommender

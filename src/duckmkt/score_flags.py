@@ -1,0 +1,54 @@
+"""Data-quality flags carried by each score: imputed and out-of-range features.
+
+A feature is imputed when its input is NULL, NaN or infinite: the model
+replaces it with the training median (metadata ``imputation``). A feature is
+out of range when its finite input lies outside the training range (metadata
+``feature_ranges``): the model clips it to the edge of ``clip_range``, so the
+score treats it as the most extreme training value. Features that the model
+ignores (``unused_features``, no value in any training row) are never
+flagged, because their input does not change the score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+
+def feature_bounds(metadata: Mapping[str, object], feature_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return float32 arrays (minimum, maximum, used) of the training ranges in ``feature_names`` order."""
+    ranges = metadata.get("feature_ranges", {})
+    unused = set(metadata.get("unused_features", []))
+    minimum = np.full(len(feature_names), -np.inf, dtype=np.float32)
+    maximum = np.full(len(feature_names), np.inf, dtype=np.float32)
+    used = np.array([name not in unused for name in feature_names])
+    for column, name in enumerate(feature_names):
+        bounds = ranges.get(name) or {}
+        if bounds.get("min") is not None:
+            minimum[column] = bounds["min"]
+        if bounds.get("max") is not None:
+            maximum[column] = bounds["max"]
+    return minimum, maximum, used
+
+
+def _names_per_row(mask: np.ndarray, feature_names: Sequence[str]) -> pa.ListArray:
+    """Return, for each row of a boolean [N, F] mask, the list of feature names where it is true."""
+    rows, columns = np.nonzero(mask)
+    offsets = np.zeros(mask.shape[0] + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=mask.shape[0]), out=offsets[1:])
+    values = pa.array(np.asarray(feature_names, dtype=object)[columns].tolist(), type=pa.string())
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def data_quality_flags(
+    matrix: np.ndarray, metadata: Mapping[str, object], feature_names: Sequence[str]
+) -> tuple[pa.ListArray, pa.ListArray]:
+    """Return (imputed_features, out_of_range_features) lists for each row of the float32 feature matrix."""
+    minimum, maximum, used = feature_bounds(metadata, feature_names)
+    finite = np.isfinite(matrix)
+    imputed = ~finite & used
+    with np.errstate(invalid="ignore"):
+        out_of_range = finite & used & ((matrix < minimum) | (matrix > maximum))
+    return _names_per_row(imputed, feature_names), _names_per_row(out_of_range, feature_names)

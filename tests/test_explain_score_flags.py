@@ -1,0 +1,85 @@
+"""Data-quality flags in score_customer: imputed and out-of-range features."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from duckmkt.features import FEATURE_NAMES
+from duckmkt.scoring import register
+
+
+@pytest.fixture
+def scoring_con(small_db, trained_model_dir):
+    con = duckdb.connect(str(small_db), read_only=True)
+    register(con, trained_model_dir)
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def metadata(trained_model_dir) -> dict:
+    return json.loads((trained_model_dir / "metadata.json").read_text())
+
+
+def score_struct(con, values: dict[str, str]) -> dict:
+    fields = ", ".join(f"'{name}': {values[name]}" for name in FEATURE_NAMES)
+    return con.execute(f"select score_customer({{{fields}}})").fetchall()[0][0]
+
+
+def median_values(metadata) -> dict[str, str]:
+    return {name: f"{metadata['imputation'][name]}::double" for name in FEATURE_NAMES}
+
+
+def test_score_customer_keeps_field_order(scoring_con, metadata):
+    score = score_struct(scoring_con, median_values(metadata))
+
+    assert list(score)[:5] == ["purchase_prob", "expected_spend", "churn_risk", "strategy", "model_version"]
+    assert "imputed_features" in score
+    assert "out_of_range_features" in score
+
+
+def test_score_customer_median_row_has_no_flags(scoring_con, metadata):
+    score = score_struct(scoring_con, median_values(metadata))
+
+    assert score["imputed_features"] == []
+    assert score["out_of_range_features"] == []
+
+
+def test_score_customer_flags_imputed_features(scoring_con, metadata):
+    values = median_values(metadata)
+    values["recency_days"] = "null::double"
+    values["frequency"] = "'nan'::double"
+    unused = metadata["unused_features"][0]
+    values[unused] = "null::double"
+
+    score = score_struct(scoring_con, values)
+
+    assert score["imputed_features"] == ["recency_days", "frequency"]
+    assert score["out_of_range_features"] == []
+
+
+def test_score_customer_flags_out_of_range_features(scoring_con, metadata):
+    values = median_values(metadata)
+    values["monetary_value"] = f"{metadata['feature_ranges']['monetary_value']['max'] * 2 + 1}::double"
+    values["return_rate"] = "-1.0::double"
+    values["recency_days"] = f"{metadata['feature_ranges']['recency_days']['max']}::double"
+
+    score = score_struct(scoring_con, values)
+
+    assert score["out_of_range_features"] == ["monetary_value", "return_rate"]
+    assert score["imputed_features"] == []
+
+
+def test_score_customer_flags_every_row(scoring_con):
+    counts = scoring_con.execute(
+        """
+        select count(*), count(s.imputed_features), count(s.out_of_range_features)
+        from (select score_customer(f) as s from mkt.customer_features f)
+        """
+    ).fetchall()[0]
+
+    assert counts[0] > 0
+    assert counts == (counts[0], counts[0], counts[0])

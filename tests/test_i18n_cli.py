@@ -1,0 +1,144 @@
+"""The duckmkt commands as real processes under a Chinese and an English locale.
+
+Each command's output must be in the locale's language: Chinese output has
+CJK text and no English sentence left (codes, names, option names and SQL
+stay English), English output has no CJK text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from duckmkt.cli import activate_language
+from duckmkt.commands import build_app
+
+LOCALES = {"zh": "zh_CN.UTF-8", "en": "en_US.UTF-8"}
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+# Three or more English words in a row: the shape of a sentence left
+# untranslated. Codes (churn_risk), dotted and path names (mkt.customer_scores,
+# models/customer), options (--epochs) and calls (score_customer(f)) do not
+# count, because the characters next to their words exclude them.
+ENGLISH_SENTENCE = re.compile(r"(?<![\w./'\-])[A-Za-z][a-z]+(?:,? [a-z]+){2,}(?![\w/'(\-]|\.\w)")
+
+# Lines that stay English in Chinese output: Click writes the usage line as a
+# literal outside gettext, and the score command prints the SQL it ran.
+UNTRANSLATED_LINE = re.compile(r"^\W*(Usage:|with |select |from |where |order by |group by |limit |\))")
+
+
+def run_duckmkt(*args, lang: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key not in ("LC_ALL", "LC_MESSAGES", "LANGUAGE")}
+    env["LANG"] = lang
+    # A wide terminal keeps Rich from wrapping help text mid-sentence.
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "duckmkt", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def english_sentences(text: str) -> list[str]:
+    """Return the English word runs of ``text`` outside the lines that stay English."""
+    found = []
+    for line in text.splitlines():
+        if UNTRANSLATED_LINE.match(line):
+            continue
+        found += ENGLISH_SENTENCE.findall(line)
+    return found
+
+
+def assert_language(result: subprocess.CompletedProcess, language: str) -> None:
+    output = result.stdout + result.stderr
+    if language == "zh":
+        assert CJK.search(output), output
+        assert english_sentences(output) == [], output
+    else:
+        assert not CJK.search(output), output
+
+
+def command_paths() -> list[tuple[str, ...]]:
+    """Return the path of every command and command group, the root first."""
+    activate_language("en")
+    paths = []
+
+    def walk(command, prefix: tuple[str, ...]) -> None:
+        paths.append(prefix)
+        for name, subcommand in sorted(getattr(command, "commands", {}).items()):
+            walk(subcommand, (*prefix, name))
+
+    walk(typer.main.get_command(build_app()), ())
+    return paths
+
+
+def test_english_sentence_pattern_finds_prose():
+    assert english_sentences("Scored the customers into the table.") == ["Scored the customers into the table"]
+    assert english_sentences("已为 12 位客户打分并写入 mkt.customer_scores。") == []
+    assert english_sentences("策略  product_recommendation  churn_risk >= churn_risk_high") == []
+
+
+def test_command_paths_cover_groups():
+    paths = command_paths()
+
+    assert () in paths
+    assert ("load",) in paths
+    assert ("models", "promote") in paths
+    assert ("strategy", "set") in paths
+
+
+@pytest.mark.parametrize("language", sorted(LOCALES))
+def test_help_of_every_command_in_locale(language):
+    paths = command_paths()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda path: run_duckmkt(*path, "--help", lang=LOCALES[language]), paths))
+
+    for path, result in zip(paths, results):
+        assert result.returncode == 0, (path, result.stderr)
+        assert_language(result, language)
+        if language == "zh":
+            assert "Show this message and exit." not in result.stdout, path
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("language", sorted(LOCALES))
+def test_main_commands_in_locale(language, tmp_path, small_orders_csv):
+    lang = LOCALES[language]
+    db = tmp_path / "cli.duckdb"
+    csv = tmp_path / small_orders_csv.name
+    shutil.copy(small_orders_csv, csv)
+    models_dir = tmp_path / "models"
+
+    loaded = run_duckmkt("load", db, csv, lang=lang)
+    assert loaded.returncode == 0, loaded.stderr
+    assert_language(loaded, language)
+
+    repeated = run_duckmkt("load", db, csv, lang=lang)
+    assert repeated.returncode == 0, repeated.stderr
+    assert_language(repeated, language)
+
+    quality = run_duckmkt("quality", db, lang=lang)
+    assert quality.returncode == 0, quality.stderr
+    assert_language(quality, language)
+
+    trained = run_duckmkt("train", db, "--models-dir", models_dir, "--epochs", 2, lang=lang)
+    assert trained.returncode == 0, trained.stderr
+    assert_language(trained, language)
+
+    scored = run_duckmkt("score", db, "--models-dir", models_dir, lang=lang)
+    assert scored.returncode == 0, scored.stderr
+    assert_language(scored, language)
+
+    missing = run_duckmkt("score", db, "--models-dir", Path(tmp_path / "empty"), lang=lang)
+    assert missing.returncode == 1
+    assert_language(missing, language)

@@ -1,0 +1,205 @@
+"""recommend_products: a small TensorFlow recommender on real customers, served through ONNX Runtime in DuckDB."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import onnxruntime as ort
+import pytest
+from scipy import sparse
+
+from duckmkt.errors import FeatureError
+from duckmkt.recommend import baselines, data, metrics
+from duckmkt.recommend.scoring import register_recommender
+from duckmkt.recommend.trainer import PARITY_TOLERANCE, train_recommender
+
+RECOMMEND_ALL = """
+select customer_id, recommend_products(customer_id, 5) as items
+from (select distinct customer_id from mkt.int_sales)
+order by customer_id
+"""
+
+
+@pytest.fixture(scope="session")
+def recommender_result(tmp_path_factory, small_db):
+    con = duckdb.connect(str(small_db), read_only=True)
+    try:
+        return train_recommender(
+            con,
+            models_dir=tmp_path_factory.mktemp("recommender_models"),
+            epochs=3,
+            embedding_dim=16,
+            min_customers=2,
+            step_days=30,
+        )
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def recommend_con(small_db_copy, recommender_result):
+    con = duckdb.connect(str(small_db_copy))
+    register_recommender(con, recommender_result.model_dir)
+    yield con
+    con.close()
+
+
+def recent_purchases(con, days: int) -> dict[str, set[str]]:
+    rows = con.execute(
+        """
+        select customer_id, product_id
+        from mkt.int_sales
+        where ordered_at >= (select max(ordered_at)::date + interval 1 day from mkt.int_sales) - to_days(?)
+        """,
+        [days],
+    ).fetchall()
+    bought: dict[str, set[str]] = {}
+    for customer_id, product_id in rows:
+        bought.setdefault(customer_id, set()).add(product_id)
+    return bought
+
+
+def test_train_recommender_onnx_parity(recommender_result):
+    assert recommender_result.n_products > 50
+    assert recommender_result.n_train_rows > 0
+    assert recommender_result.parity_max_abs_diff <= PARITY_TOLERANCE
+
+
+def test_recommend_products_returns_k_items(recommend_con):
+    rows = recommend_con.execute(RECOMMEND_ALL).fetchall()
+
+    assert len(rows) > 100
+    assert all(len(items) == 5 for _customer, items in rows)
+    assert all(len({item["product_id"] for item in items}) == 5 for _customer, items in rows)
+    assert all(items[0]["score"] >= items[-1]["score"] for _customer, items in rows)
+    assert {item["reason"] for _customer, items in rows for item in items} <= {
+        "bought_before", "similar_to_history", "popular_in_segment"
+    }
+
+
+def test_recommend_products_result_type(recommend_con):
+    column_type = recommend_con.execute("select typeof(recommend_products('x', 3))").fetchall()[0][0]
+
+    assert column_type == "STRUCT(product_id VARCHAR, score DOUBLE, reason VARCHAR)[]"
+
+
+def test_recommend_products_excludes_recent_purchases(recommend_con):
+    recent = recent_purchases(recommend_con, data.EXCLUDE_RECENT_DAYS)
+    rows = recommend_con.execute(RECOMMEND_ALL).fetchall()
+    checked = [customer for customer, _items in rows if customer in recent]
+
+    assert len(checked) > 10
+    for customer, items in rows:
+        assert not {item["product_id"] for item in items} & recent.get(customer, set()), customer
+
+
+def test_recommend_products_excludes_non_product_codes(recommend_con):
+    first = recommend_con.execute(RECOMMEND_ALL).fetchall()
+    top_product = first[0][1][0]["product_id"]
+    recommend_con.execute("insert into mkt.non_product_codes values (?, 'test exclusion')", [top_product])
+    second = recommend_con.execute(RECOMMEND_ALL).fetchall()
+
+    assert all(top_product not in {item["product_id"] for item in items} for _customer, items in second)
+
+
+def test_recommend_products_matches_onnx_runtime(recommend_con, recommender_result):
+    import json
+
+    metadata = json.loads((recommender_result.model_dir / "metadata.json").read_text())
+    vocabulary = metadata["feature_names"]
+    cutoff = data.latest_cutoff(recommend_con)
+    rows = data.read_history(recommend_con, cutoff, vocabulary)
+    customer = next(
+        customer_id for row, customer_id in enumerate(rows.customer_ids) if rows.history[row].nnz > 0 and rows.recent[row].nnz == 0
+    )
+    row = rows.customer_ids.index(customer)
+    session = ort.InferenceSession(str(recommender_result.model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = session.run(["scores"], {"history": rows.history[row].toarray().astype(np.float32)})[0][0]
+    items = recommend_con.execute("select recommend_products(?, 10)", [customer]).fetchall()[0][0]
+    expected_top = [vocabulary[column] for column in np.argsort(-expected, kind="stable")[:10]]
+
+    assert [item["product_id"] for item in items] == expected_top
+    for item in items:
+        assert item["score"] == pytest.approx(float(expected[vocabulary.index(item["product_id"])]), abs=1e-6)
+
+
+def test_recommend_products_new_customer_gets_segment_popular(recommend_con):
+    recommend_con.execute(
+        """
+        insert into raw.customers (load_id, source_file, source_line, customer_id, country)
+        values ('test', 'test', 1, 'new-customer-fr', 'France')
+        """
+    )
+    cutoff = data.latest_cutoff(recommend_con)
+    popular = recommend_con.execute(
+        """
+        select product_id from mkt.segment_popular_products_at(?, ?)
+        where segment = 'France' order by popularity_rank limit 3
+        """,
+        [cutoff, data.POPULARITY_WINDOW_DAYS],
+    ).fetchall()
+    items = recommend_con.execute("select recommend_products('new-customer-fr', 3)").fetchall()[0][0]
+    unknown = recommend_con.execute("select recommend_products('never-seen', 3)").fetchall()[0][0]
+    overall = recommend_con.execute(
+        "select product_id from mkt.segment_popular_products_at(?, ?) where segment = 'all' order by popularity_rank limit 3",
+        [cutoff, data.POPULARITY_WINDOW_DAYS],
+    ).fetchall()
+
+    assert len(popular) == 3
+    assert [item["product_id"] for item in items] == [row[0] for row in popular]
+    assert {item["reason"] for item in items} == {"popular_in_segment"}
+    assert [item["product_id"] for item in unknown] == [row[0] for row in overall]
+
+
+def test_recommend_products_null_id(recommend_con):
+    rows = recommend_con.execute("select recommend_products(null::varchar, 3)").fetchall()
+
+    assert rows == [(None,)]
+
+
+def test_recommend_products_k_out_of_range(recommend_con):
+    with pytest.raises(duckdb.Error, match="between 0 and"):
+        recommend_con.execute("select recommend_products('x', -1)").fetchall()
+
+
+def test_register_recommender_without_model(tmp_path):
+    con = duckdb.connect()
+
+    assert register_recommender(con, models_dir=tmp_path) is None
+
+
+def test_recall_and_ndcg_known_values():
+    ranked = np.array([[0, 1, 2], [2, 1, 0]])
+    targets = sparse.csr_matrix(np.array([[1, 0, 1], [0, 0, 0]], dtype=np.float32))
+    recall, ndcg = metrics.recall_and_ndcg(ranked, targets, 2)
+
+    # Row 0: hits at ranks 1 and 2 are [1, 0] over two targets; row 1 has no target.
+    assert recall == pytest.approx(0.5)
+    assert ndcg == pytest.approx(1.0 / (1.0 + 1.0 / np.log2(3)))
+
+
+def test_top_k_skips_masked_columns():
+    scores = np.array([[0.9, 0.8, 0.1]])
+    ranked = metrics.top_k(scores, 2, np.array([[1, 0, 0]]))
+
+    assert ranked.tolist() == [[1, 2]]
+
+
+def test_co_purchase_baseline_scores_bought_together():
+    incidence = sparse.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=np.float32))
+    similarity = baselines.cosine_similarity(incidence)
+    scores = baselines.co_purchase_scores(sparse.csr_matrix(np.array([[1, 0, 0]], dtype=np.float32)), similarity)
+
+    assert scores[0, 1] == pytest.approx(1.0)
+    assert scores[0, 2] == pytest.approx(0.0)
+
+
+def test_scoring_register_adds_recommend_products(small_db_copy, trained_model_dir, recommender_result):
+    from duckmkt.scoring import register
+
+    con = duckdb.connect(str(small_db_copy))
+    register(con, trained_model_dir, models_dir=recommender_result.model_dir.parents[1])
+    items = con.execute("select recommend_products(min(customer_id), 4) from mkt.int_sales").fetchall()[0][0]
+    con.close()
+
+    assert len(items) == 4

@@ -1,0 +1,252 @@
+"""Strategy rules in mkt.strategy_rules: validation, compilation, score_customer and mkt.assign_strategy."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import pytest
+
+from duckmkt import strategy
+from duckmkt.errors import StrategyRuleError
+from duckmkt.scores import write_customer_scores
+from duckmkt.scoring import register
+
+SCORED_WITH_MACRO = """
+with scored as (
+    select customer_id, f, score_customer(f) as score
+    from mkt.customer_features as f
+)
+select customer_id, score.strategy, mkt.assign_strategy(score, f) as macro_strategy
+from scored
+order by customer_id
+"""
+
+
+@pytest.fixture
+def rules_con(small_db_copy, trained_model_dir):
+    con = duckdb.connect(str(small_db_copy))
+    register(con, trained_model_dir)
+    yield con
+    con.close()
+
+
+def strategies(con) -> tuple[list[str], list[str]]:
+    rows = con.execute(SCORED_WITH_MACRO).fetchall()
+    return [row[1] for row in rows], [row[2] for row in rows]
+
+
+def test_strategy_rules_seeded_with_defaults(rules_con):
+    rules = strategy.read_rules(rules_con)
+
+    assert [rule.code for rule in rules] == list(strategy.STRATEGIES)
+    assert all(rule.label_en and rule.label_zh and rule.rationale for rule in rules)
+    assert rules == strategy.read_default_rules(rules_con)
+
+
+def test_strategy_thresholds_stored_from_metadata(rules_con, trained_model_dir):
+    metadata = json.loads((trained_model_dir / "metadata.json").read_text())
+    stored, version = strategy.read_thresholds(rules_con)
+
+    assert stored == metadata["strategy_thresholds"]
+    assert version == metadata["version"]
+
+
+def test_assign_strategy_agrees_with_score_customer(rules_con):
+    udf, macro = strategies(rules_con)
+
+    assert len(udf) > 100
+    assert udf == macro
+    assert len(set(udf)) >= 3
+
+
+def test_assign_strategy_agrees_after_set_rule(rules_con):
+    before, _macro = strategies(rules_con)
+    strategy.set_rule(rules_con, "retention", condition="churn_risk >= purchase_prob_low or recency_days > 200")
+    strategy.compile_rules(rules_con)
+    after, macro = strategies(rules_con)
+
+    assert after == macro
+    assert after.count("retention") > before.count("retention")
+
+
+def test_score_customer_uses_sql_edit_without_compile(rules_con):
+    before, _macro = strategies(rules_con)
+    rules_con.execute("update mkt.strategy_rules set condition = 'false' where code = 'product_recommendation'")
+    after = [row[0] for row in rules_con.execute("select score_customer(f).strategy from mkt.customer_features f order by customer_id").fetchall()]
+
+    assert "product_recommendation" in before
+    assert "product_recommendation" not in after
+    with pytest.raises(duckdb.Error, match="strategy compile"):
+        rules_con.execute(SCORED_WITH_MACRO).fetchall()
+
+    strategy.compile_rules(rules_con)
+    udf, macro = strategies(rules_con)
+    assert udf == macro == after
+
+
+def test_assign_strategy_new_rule_inserted_with_sql(rules_con):
+    rules_con.execute(
+        """
+        insert into mkt.strategy_rules values
+            (5, 'win_back', 'recency_days > 180 and frequency >= 2', 'Win back', '召回', 'email', 'win_back_offer', 'Lapsed repeat buyers.')
+        """
+    )
+    strategy.compile_rules(rules_con)
+    udf, macro = strategies(rules_con)
+    expected = rules_con.execute(
+        "select recency_days > 180 and frequency >= 2 from mkt.customer_features order by customer_id"
+    ).fetchall()
+
+    assert udf == macro
+    assert [code == "win_back" for code in udf] == [row[0] for row in expected]
+
+
+def test_default_rules_match_numpy_reference(rules_con, trained_model_dir):
+    thresholds = json.loads((trained_model_dir / "metadata.json").read_text())["strategy_thresholds"]
+    rows = rules_con.execute("select score_customer(f) from mkt.customer_features f order by customer_id").fetchall()
+    scores = [row[0] for row in rows]
+    expected = strategy.assign_strategies(
+        *(np.array([score[head] for score in scores]) for head in strategy.PREDICTION_NAMES), thresholds
+    )
+
+    assert [score["strategy"] for score in scores] == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "(select count(*) from raw.order_lines) > 0",
+        "exists (select 1 from mkt.strategy_rules)",
+        "true; drop table mkt.strategy_rules",
+        "read_csv('/etc/passwd') is not null",
+        "getvariable('x') = 1",
+        "customer_id = '12345'",
+        "f.recency_days > 1",
+        "no_such_feature > 1",
+        "list_transform([1], x -> x) is not null",
+        "recency_days > $1",
+        "true from mkt.strategy_rules",
+        "recency_days >",
+        "",
+    ],
+)
+def test_strategy_condition_hostile_rejected(rules_con, condition):
+    before = strategy.read_rules(rules_con)
+
+    with pytest.raises(StrategyRuleError, match="retention"):
+        strategy.set_rule(rules_con, "retention", condition=condition)
+    assert strategy.read_rules(rules_con) == before
+
+
+def test_score_customer_rejects_hostile_sql_rule(rules_con):
+    rules_con.execute("update mkt.strategy_rules set condition = '(select count(*) from raw.order_lines) > 0' where code = 'retention'")
+
+    with pytest.raises(duckdb.Error, match="not allowed"):
+        rules_con.execute("select score_customer(f) from mkt.customer_features f").fetchall()
+    with pytest.raises(StrategyRuleError, match="subquery"):
+        strategy.compile_rules(rules_con)
+
+
+def test_compile_condition_keeps_threshold_exact():
+    thresholds = {"churn_risk_high": 0.1 + 0.2}
+    sql = strategy.compile_condition("churn_risk >= churn_risk_high", "r", thresholds, strategy.allowed_names())
+    value = duckdb.connect().execute(f"select {sql.replace('scores.churn_risk', '0.30000000000000004::double')}").fetchall()[0][0]
+
+    assert "CAST('0.30000000000000004' AS DOUBLE)" in sql
+    assert value is True
+
+
+def test_set_rule_duplicate_priority_rejected(rules_con):
+    with pytest.raises(StrategyRuleError, match="priority 20"):
+        strategy.set_rule(rules_con, "retention", priority=20)
+
+
+def test_set_rule_new_rule_needs_columns(rules_con):
+    with pytest.raises(StrategyRuleError, match="priority"):
+        strategy.set_rule(rules_con, "win_back", condition="true")
+
+
+def test_reset_rules_restores_defaults(rules_con):
+    strategy.set_rule(rules_con, "retention", condition="false")
+    strategy.delete_rule(rules_con, "no_action")
+    rules = strategy.reset_rules(rules_con)
+
+    assert rules == strategy.read_default_rules(rules_con)
+
+
+def test_assign_strategy_other_model_version_rejected(rules_con):
+    with pytest.raises(duckdb.Error, match="another version"):
+        rules_con.execute(
+            """
+            select mkt.assign_strategy(
+                {'purchase_prob': 0.5, 'expected_spend': 10.0, 'churn_risk': 0.1, 'model_version': 'other'}, f)
+            from mkt.customer_features f
+            """
+        ).fetchall()
+
+
+def test_strategy_summary_view(rules_con):
+    n_customers = write_customer_scores(rules_con)
+    summary = rules_con.execute(
+        "select strategy, n_customers, total_expected_spend, label_zh from mkt.strategy_summary"
+    ).fetchall()
+    direct = dict(
+        rules_con.execute("select strategy, count(*) from mkt.customer_scores group by strategy").fetchall()
+    )
+    spend = rules_con.execute("select sum(expected_spend) from mkt.customer_scores").fetchall()[0][0]
+
+    assert sum(row[1] for row in summary) == n_customers
+    assert {row[0]: row[1] for row in summary} == direct
+    assert sum(row[2] for row in summary) == pytest.approx(spend)
+    assert all(row[3] for row in summary)
+
+
+def strategy_app():
+    import typer
+
+    from duckmkt.cli import activate_language
+    from duckmkt.commands import actions
+
+    activate_language("en")
+    app = typer.Typer()
+    actions.register(app)
+    return app
+
+
+def test_strategy_commands_show_set_reset(rules_con, small_db_copy):
+    from typer.testing import CliRunner
+
+    rules_con.close()
+    runner = CliRunner()
+    app = strategy_app()
+    shown = runner.invoke(app, ["strategy", "show", str(small_db_copy)])
+    changed = runner.invoke(app, ["strategy", "set", str(small_db_copy), "retention", "--condition", "churn_risk >= 0.9"])
+    con = duckdb.connect(str(small_db_copy), read_only=True)
+    condition = con.execute("select condition from mkt.strategy_rules where code = 'retention'").fetchall()[0][0]
+    macro = con.execute("select macro_definition from duckdb_functions() where function_name = 'assign_strategy'").fetchall()
+    con.close()
+    reset = runner.invoke(app, ["strategy", "reset", str(small_db_copy)])
+
+    assert shown.exit_code == 0, shown.output
+    assert "churn_risk_high" in shown.output
+    assert "retention" in shown.output
+    assert changed.exit_code == 0, changed.output
+    assert condition == "churn_risk >= 0.9"
+    assert "0.9" in str(macro)
+    assert reset.exit_code == 0, reset.output
+    assert "churn_risk >= churn_risk_high and" in reset.output
+
+
+def test_strategy_set_hostile_condition_is_one_error_line(rules_con, small_db_copy):
+    from typer.testing import CliRunner
+
+    rules_con.close()
+    result = CliRunner().invoke(
+        strategy_app(), ["strategy", "set", str(small_db_copy), "retention", "--condition", "(select 1) = 1"]
+    )
+
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("Error: Strategy rule retention: subquery is not allowed")
+    assert len(result.output.strip().splitlines()) == 1
