@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LOCALE := src/duckmkt/locale
 
-.PHONY: demo test catalogs bench clean
+.PHONY: demo test system-deps catalogs bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,23 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/duckmkt demo
 
-test: $(VENV)/.installed
+# Debian packages some tests drive: Chromium (HTML report), psql (PostgreSQL
+# endpoint) and Java 17 (Spark). Installed with apt-get when missing; that
+# needs root, otherwise the command to run is printed.
+SYSTEM_TOOLS := chromium:chromium psql:postgresql-client java:openjdk-17-jre-headless
+
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	  else \
+	    echo "Missing system packages:$$missing; install them with: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+test: $(VENV)/.installed system-deps
 	$(BIN)/pytest
 
 # Extract the messages, merge them into the Chinese catalog (created on the

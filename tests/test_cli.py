@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 import sys
 
 import duckdb
@@ -138,3 +139,49 @@ def test_error_in_english_has_no_traceback(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("Error:")
     assert "Traceback" not in result.stderr
+
+
+def test_quality_missing_database_is_error(runner, tmp_path):
+    db = tmp_path / "nosuch.duckdb"
+    result = invoke(runner, "quality", db)
+
+    assert result.exit_code == 1
+    assert "not found" in result.output
+    assert not db.exists()
+
+
+def test_load_missing_file_creates_no_database(runner, tmp_path):
+    db = tmp_path / "cli.duckdb"
+    result = invoke(runner, "load", db, tmp_path / "absent.csv")
+
+    assert result.exit_code == 1
+    assert not db.exists()
+
+
+def test_database_path_is_folder(runner, tmp_path, small_orders_csv):
+    result = invoke(runner, "load", tmp_path, small_orders_csv)
+
+    assert result.exit_code == 1
+    assert "is a folder" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--date-format", "garbage", "strptime format"), ("--delimiter", "||", "one character")],
+)
+def test_load_rejects_bad_option_value(runner, tmp_path, small_orders_csv, option, value, message):
+    db = tmp_path / "cli.duckdb"
+    result = invoke(runner, "load", db, small_orders_csv, option, value)
+
+    assert result.exit_code == 1
+    assert value in result.output
+    assert message in result.output
+    assert "TypeError" not in result.output
+
+
+def test_load_suggests_multi_kind_preset(runner, tmp_path):
+    bank = Path(__file__).resolve().parents[2] / "shared" / "data" / "bank_marketing" / "bank-full.csv.gz"
+    result = invoke(runner, "load", tmp_path / "bank.duckdb", bank)
+
+    assert result.exit_code == 1
+    assert "--preset bank_marketing" in result.output

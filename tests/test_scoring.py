@@ -66,11 +66,15 @@ def test_score_customer_scores_every_customer(scoring_con):
 def test_score_customer_strategy_follows_rules(scoring_con, trained_model_dir):
     thresholds = json.loads((trained_model_dir / "metadata.json").read_text())["strategy_thresholds"]
     scored = [row[1] for row in scoring_con.execute(SCORE_ALL).fetchall()]
+    monetary_value = [
+        row[0] for row in scoring_con.execute("select monetary_value from mkt.customer_features order by customer_id").fetchall()
+    ]
     expected = assign_strategies(
         np.array([s["purchase_prob"] for s in scored]),
         np.array([s["expected_spend"] for s in scored]),
         np.array([s["churn_risk"] for s in scored]),
         thresholds,
+        np.array(monetary_value),
     )
 
     assert [s["strategy"] for s in scored] == expected.tolist()
@@ -249,3 +253,21 @@ def test_connect_registers_score_customer(small_db_copy, trained_model_dir):
     con.close()
 
     assert n_rows > 0
+
+
+def test_resolve_model_dir_from_registry_table(small_db_copy, trained_model_dir, tmp_path):
+    from duckmkt import sql_views
+    from duckmkt.registry import record_model
+
+    con = duckdb.connect(str(small_db_copy))
+    sql_views.install(con)
+    record_model(con, trained_model_dir)
+    version = trained_model_dir.name
+    empty = tmp_path / "elsewhere" / "models"
+
+    newest = resolve_model_dir(models_dir=empty, con=con)
+    named = resolve_model_dir(version, models_dir=empty, con=con)
+    con.close()
+
+    assert newest == trained_model_dir
+    assert named == trained_model_dir

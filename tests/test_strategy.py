@@ -105,10 +105,14 @@ def test_assign_strategy_new_rule_inserted_with_sql(rules_con):
 
 def test_default_rules_match_numpy_reference(rules_con, trained_model_dir):
     thresholds = json.loads((trained_model_dir / "metadata.json").read_text())["strategy_thresholds"]
-    rows = rules_con.execute("select score_customer(f) from mkt.customer_features f order by customer_id").fetchall()
+    rows = rules_con.execute(
+        "select score_customer(f), f.monetary_value from mkt.customer_features f order by customer_id"
+    ).fetchall()
     scores = [row[0] for row in rows]
     expected = strategy.assign_strategies(
-        *(np.array([score[head] for score in scores]) for head in strategy.PREDICTION_NAMES), thresholds
+        *(np.array([score[head] for score in scores]) for head in strategy.PREDICTION_NAMES),
+        thresholds,
+        np.array([row[1] for row in rows]),
     )
 
     assert [score["strategy"] for score in scores] == expected.tolist()

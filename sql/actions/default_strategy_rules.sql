@@ -3,7 +3,9 @@
 -- condition is a DuckDB boolean expression over the predictions
 -- (purchase_prob, expected_spend, churn_risk), the customer features and the
 -- threshold names of mkt.strategy_thresholds. The thresholds are quantiles of
--- the predictions on the model's validation rows (see docs/strategies.md).
+-- the predictions (and of monetary_value) on the model's validation rows (see
+-- docs/strategies.md). Retention measures value by past spend, because a
+-- customer likely to churn is also predicted to spend almost nothing.
 create or replace view mkt.default_strategy_rules as
 
 with
@@ -15,7 +17,7 @@ rules as (
             (
                 10,
                 'retention',
-                'churn_risk >= churn_risk_high and expected_spend >= expected_spend_median',
+                'churn_risk >= churn_risk_high and monetary_value >= monetary_value_median',
                 'Retention',
                 '客户挽留',
                 'phone',

@@ -41,7 +41,7 @@ def print_rules(rules: list[strategy.StrategyRule]) -> None:
 
 def strategy_show_command(db: Path) -> list[strategy.StrategyRule]:
     """Print the rules of ``db`` and the thresholds they are compiled with."""
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         rules = strategy.read_rules(con)
         stored = strategy.read_thresholds(con)
@@ -72,7 +72,7 @@ def _compile_after_edit(con) -> None:
 
 def strategy_set_command(db: Path, code: str, **changes) -> strategy.StrategyRule:
     """Update or add the rule ``code`` in ``db``, recompile the macro and print the rules."""
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         rule = strategy.set_rule(con, code, **changes)
         _compile_after_edit(con)
@@ -84,7 +84,7 @@ def strategy_set_command(db: Path, code: str, **changes) -> strategy.StrategyRul
 
 def strategy_delete_command(db: Path, code: str) -> None:
     """Delete the rule ``code`` from ``db`` and recompile the macro."""
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         strategy.delete_rule(con, code)
         _compile_after_edit(con)
@@ -95,7 +95,7 @@ def strategy_delete_command(db: Path, code: str) -> None:
 
 def strategy_reset_command(db: Path) -> list[strategy.StrategyRule]:
     """Restore the default rules of ``db`` and recompile the macro."""
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         rules = strategy.reset_rules(con)
         _compile_after_edit(con)
@@ -107,7 +107,7 @@ def strategy_reset_command(db: Path) -> list[strategy.StrategyRule]:
 
 def strategy_compile_command(db: Path, *, model: str | None = None, name: str = "customer", models_dir: Path = Path("models")) -> str:
     """Compile the rules of ``db`` into ``mkt.assign_strategy``, with a model's thresholds when ``model`` is given."""
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         if model is None:
             case_sql = strategy.compile_rules(con)
@@ -149,7 +149,7 @@ def train_recommender_command(
         ) from error
 
     options = {"epochs": epochs} if epochs is not None else {}
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         result = train_recommender(con, models_dir=models_dir, name=name, horizon_days=horizon_days, seed=seed, **options)
     finally:
@@ -171,7 +171,7 @@ def target_command(db: Path, *, budget: float, cost_per_contact: float, margin: 
     """Pick customers and actions for ``budget`` and print the plan."""
     from duckmkt.targeting import target_customers
 
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         plan = target_customers(con, budget=budget, cost_per_contact=cost_per_contact, margin=margin)
     finally:
@@ -215,7 +215,7 @@ def uplift_command(db: Path, *, campaign: str, action: str, seed: int = 0):
     """Train the uplift model on ``campaign``, print its held-out evaluation and write ``mkt.customer_uplift``."""
     from duckmkt import uplift
 
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         rows = uplift.read_campaign(con, campaign)
         _model, evaluation, test = uplift.evaluate_campaign(rows, seed=seed)

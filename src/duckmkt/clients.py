@@ -60,7 +60,7 @@ def compile_command(
     from duckmkt.scoring import resolve_model_dir
 
     model_dir = resolve_model_dir(model, models_dir=models_dir, name=name)
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         compiled = compile_model(con, model_dir)
         version = storage_version(con)

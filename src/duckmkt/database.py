@@ -20,13 +20,18 @@ logger = logging.getLogger(__name__)
 STORAGE_COMPATIBILITY_VERSION = "v1.0.0"
 
 
-def connect_database(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (or create) the database at ``path`` and install the views.
+def connect_database(path: str | Path, *, read_only: bool = False, create: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the database at ``path`` and install the views.
 
-    A read-only connection expects the views to be installed already.
+    A missing file is created unless ``create`` is False or the connection
+    is read-only; commands that only read data pass ``create=False`` so a
+    mistyped path is an error instead of a new empty database. A read-only
+    connection expects the views to be installed already.
     """
     path = Path(path)
-    if read_only and not path.exists():
+    if path.is_dir():
+        raise DuckmktError(_("{path} is a folder, not a database file; give the path of a .duckdb file.").format(path=path))
+    if (read_only or not create) and not path.exists():
         raise DuckmktError(_("Database file {path} not found; create it with 'duckmkt load'.").format(path=path))
     try:
         con = duckdb.connect(

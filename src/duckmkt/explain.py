@@ -674,6 +674,10 @@ def register(con: duckdb.DuckDBPyConnection, scorer) -> CustomerExplainer | None
         # A variadic signature lets DuckDB accept one or two arguments.
         return explainer.explain_arrow(*arguments)
 
+    # Imported here: duckmkt.scoring imports this module.
+    from duckmkt.scoring import keep_alive
+
+    keep_alive(explain_customer)
     con.create_function(
         "explain_customer",
         explain_customer,

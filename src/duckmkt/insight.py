@@ -32,7 +32,7 @@ def echo(text: str = "") -> None:
 def _open(db: Path, model: str | None, name: str, models_dir: Path):
     from duckmkt.scoring import register
 
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         scorer = register(con, model, models_dir=models_dir, name=name)
     except Exception:

@@ -27,7 +27,7 @@ def echo(text: str = "") -> None:
 
 def models_list_command(db: Path, *, name: str | None = None) -> list[tuple]:
     """Print the model versions recorded in ``mkt.models``, newest first."""
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         rows = registry.list_models(con, name)
     finally:
@@ -47,7 +47,7 @@ def models_list_command(db: Path, *, name: str | None = None) -> list[tuple]:
 
 def models_show_command(db: Path, version: str, *, name: str = "customer") -> dict:
     """Print one recorded version: its row in ``mkt.models`` and its metrics."""
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         row = registry.model_row(con, name, version)
     finally:
@@ -61,7 +61,7 @@ def models_show_command(db: Path, version: str, *, name: str = "customer") -> di
 
 def models_promote_command(db: Path, version: str, *, name: str = "customer", models_dir: Path = Path("models")) -> dict:
     """Promote ``version`` of ``name``; score_customer then uses it."""
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         row = registry.promote(con, name, version, models_dir=models_dir)
     finally:
@@ -73,7 +73,7 @@ def models_promote_command(db: Path, version: str, *, name: str = "customer", mo
 
 def models_rollback_command(db: Path, *, name: str = "customer") -> dict:
     """Demote the promoted version of ``name`` and promote the one promoted before it."""
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         row = registry.rollback(con, name)
     finally:
@@ -106,7 +106,7 @@ def evaluate_command(
     from duckmkt.evaluation.evaluate import evaluate
     from duckmkt.scoring import resolve_model_dir
 
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         model_dir = resolve_model_dir(model, models_dir=models_dir, name=name, con=con)
         result = evaluate(con, model_dir, cutoff=cutoff, horizon_days=horizon_days, churn_horizon_days=churn_horizon_days)
@@ -143,7 +143,7 @@ def features_command(db: Path) -> list[tuple]:
     from duckmkt import features
     from duckmkt.feature_catalog import write_feature_catalog
 
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         write_feature_catalog(con)
         rows = con.execute("select name, unit, source_table, formula from mkt.feature_catalog order by position").fetchall()
@@ -168,7 +168,7 @@ def train_response_command(
     """Train a response model on ``label``, save it, record it in ``mkt.models`` and print its held-out metrics."""
     from duckmkt.training.response import DEFAULT_FEATURES, train_response
 
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         result = train_response(
             con,

@@ -17,7 +17,7 @@ import typer
 
 from duckmkt import loading
 from duckmkt.database import connect_database
-from duckmkt.errors import DuckmktError
+from duckmkt.errors import DuckmktError, InputFileError
 from duckmkt.i18n import N_, _
 from duckmkt.tables import format_table
 
@@ -66,6 +66,10 @@ def load_command(
 
         # Read before the database is opened, so a missing key changes nothing.
         options["id_key"] = read_id_key(id_key_file)
+    # Checked before the database is opened, so a mistyped file name leaves
+    # no empty database behind.
+    if not Path(file).is_file():
+        raise InputFileError(_("Input file {path} not found.").format(path=file))
     con = connect_database(db)
     try:
         if preset is not None or mapping is not None:
@@ -103,7 +107,7 @@ def status_description(status: str) -> str:
 
 def quality_command(db: Path) -> list[tuple[str, int]]:
     """Print ``mkt.data_quality`` for ``db``."""
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         rows = con.execute("select check_name, n_rows from mkt.data_quality").fetchall()
     finally:
@@ -156,7 +160,7 @@ def train_command(
             seed=seed,
             **options,
         )
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     started = time.perf_counter()
     try:
         result = training.train(
@@ -234,7 +238,7 @@ def score_command(
     from duckmkt.scores import materialize_scores, strategy_summary
     from duckmkt.scoring import register
 
-    con = connect_database(db)
+    con = connect_database(db, create=False)
     try:
         scorer = register(con, model, models_dir=models_dir, name=name)
         echo(_("Scoring with model {name} version {version}.").format(name=scorer.metadata.get("name"), version=scorer.version))

@@ -55,9 +55,17 @@ def register_response(con: duckdb.DuckDBPyConnection, scorer) -> None:
         con.remove_function("score_response")
     except duckdb.InvalidInputException:
         pass
+
+    def score_response(structs):
+        return score_response_arrow(scorer, structs)
+
+    # Imported here: duckmkt.scoring imports this module.
+    from duckmkt.scoring import keep_alive
+
+    keep_alive(score_response)
     con.create_function(
         "score_response",
-        lambda structs: score_response_arrow(scorer, structs),
+        score_response,
         parameters=None,
         return_type=RESPONSE_SCORE_TYPE,
         type="arrow",

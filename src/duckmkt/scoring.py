@@ -92,6 +92,9 @@ def resolve_model_dir(
         candidate = root / str(model)
         if candidate.is_dir():
             return candidate
+        recorded = _recorded_model_dir(con, name, str(model))
+        if recorded is not None:
+            return recorded
         raise ModelError(
             _("Model {model} not found: it is neither a model folder nor a version under {root}.").format(
                 model=model, root=root
@@ -103,8 +106,38 @@ def resolve_model_dir(
         path for path in root.glob("[!.]*") if (path / "metadata.json").is_file()
     ) if root.is_dir() else []
     if not versions:
+        recorded = _recorded_model_dir(con, name, None)
+        if recorded is not None:
+            return recorded
         raise ModelError(_("No trained model found under {root}; run 'duckmkt train DB' first.").format(root=root))
     return versions[-1]
+
+
+def _recorded_model_dir(con: duckdb.DuckDBPyConnection | None, name: str, version: str | None) -> Path | None:
+    """Return the folder that ``mkt.models`` records for a version (None: the newest), if it still exists.
+
+    This lets a command run from another working directory than the one the
+    model was trained in, since ``--models-dir`` is relative to it.
+    """
+    if con is None:
+        return None
+    try:
+        rows = con.execute(
+            """
+            select model_dir from mkt.models
+            where name = ? and (? is null or version = ?)
+            order by version desc
+            """,
+            [name, version, version],
+        ).fetchall()
+    except duckdb.Error:
+        # An older database without the registry table.
+        return None
+    for (model_dir,) in rows:
+        path = Path(model_dir)
+        if (path / "metadata.json").is_file():
+            return path
+    return None
 
 
 @dataclass
@@ -260,7 +293,14 @@ def register(
 # crashes the process or lets the rest of that query run the newly registered
 # model, which mixes two versions in one result. Keeping the old callables
 # (one scorer per register call) lets a running query finish on its version.
+# NOTE: the list grows by one callable per registration and is never
+# trimmed; a process that re-registers very often keeps every old scorer.
 _REGISTERED_FUNCTIONS: list[object] = []
+
+
+def keep_alive(function) -> None:
+    """Keep a UDF callable referenced for the life of the process (see above)."""
+    _REGISTERED_FUNCTIONS.append(function)
 
 
 def _replace_function(con: duckdb.DuckDBPyConnection, function_name: str, function, return_type) -> None:
@@ -268,7 +308,7 @@ def _replace_function(con: duckdb.DuckDBPyConnection, function_name: str, functi
         con.remove_function(function_name)
     except duckdb.InvalidInputException:
         pass
-    _REGISTERED_FUNCTIONS.append(function)
+    keep_alive(function)
     # parameters=None lets DuckDB pass the struct with whatever fields it has,
     # so a missing field is reported by name here instead of as a binder error.
     con.create_function(

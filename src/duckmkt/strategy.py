@@ -68,8 +68,13 @@ from duckmkt.i18n import N_, _, get_language
 logger = logging.getLogger(__name__)
 
 # Quantile of which prediction each threshold is.
+# The retention rule measures value by past spend (monetary_value) because a
+# customer the model expects to churn is, by the same model, expected to
+# spend almost nothing in the horizon: a threshold on expected_spend would
+# leave the rule empty.
 THRESHOLD_QUANTILES: dict[str, tuple[str, float]] = {
     "churn_risk_high": ("churn_risk", 0.75),
+    "monetary_value_median": ("monetary_value", 0.50),
     "expected_spend_median": ("expected_spend", 0.50),
     "expected_spend_top": ("expected_spend", 0.90),
     "purchase_prob_median": ("purchase_prob", 0.50),
@@ -155,11 +160,17 @@ RULE_COLUMNS = tuple(field.name for field in fields(StrategyRule))
 
 
 def compute_thresholds(predictions: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Return the rule thresholds as quantiles of ``predictions`` (one array per head)."""
-    return {
-        name: float(np.quantile(np.asarray(predictions[head], dtype=np.float64).ravel(), q))
-        for name, (head, q) in THRESHOLD_QUANTILES.items()
-    }
+    """Return the rule thresholds as quantiles of ``predictions``.
+
+    ``predictions`` maps each head, and ``monetary_value``, to its values on
+    the validation rows. NaN values (a missing feature) are left out.
+    """
+    thresholds = {}
+    for name, (source, q) in THRESHOLD_QUANTILES.items():
+        values = np.asarray(predictions[source], dtype=np.float64).ravel()
+        values = values[np.isfinite(values)]
+        thresholds[name] = float(np.quantile(values, q)) if values.size else float("nan")
+    return thresholds
 
 
 def assign_strategies(
@@ -167,6 +178,7 @@ def assign_strategies(
     expected_spend: np.ndarray,
     churn_risk: np.ndarray,
     thresholds: Mapping[str, float],
+    monetary_value: np.ndarray,
 ) -> np.ndarray:
     """Return the strategy code of every row under the shipped default rules.
 
@@ -174,7 +186,7 @@ def assign_strategies(
     scoring evaluates the rules in ``mkt.strategy_rules`` instead.
     """
     conditions = [
-        (churn_risk >= thresholds["churn_risk_high"]) & (expected_spend >= thresholds["expected_spend_median"]),
+        (churn_risk >= thresholds["churn_risk_high"]) & (monetary_value >= thresholds["monetary_value_median"]),
         expected_spend >= thresholds["expected_spend_top"],
         purchase_prob >= thresholds["purchase_prob_median"],
         purchase_prob >= thresholds["purchase_prob_low"],

@@ -181,6 +181,35 @@ def _load_part(
     return report
 
 
+def _matching_presets(columns: list[str]) -> list[tuple[str, list[str]]]:
+    """Return (preset, kinds) for every preset whose mapped source columns the file all has."""
+    from duckmkt.loading.mapping import preset_names, read_mappings
+
+    present = set(columns)
+    matches = []
+    for preset in preset_names():
+        parts = read_mappings(preset=preset)
+        if all(set(part.source_columns) <= present for part in parts):
+            matches.append((preset, [part.kind for part in parts]))
+    return matches
+
+
+def check_load_options(*, date_format: str | None, delimiter: str | None) -> None:
+    """Raise MappingError for a date format or delimiter that cannot work, before anything is read."""
+    if date_format is not None and date_format not in ("day-first", "month-first") and "%" not in date_format:
+        raise MappingError(
+            _("Date format {value!r} is not valid: give a strptime format such as %d/%m/%Y, or day-first or month-first.").format(
+                value=date_format
+            )
+        )
+    if delimiter is not None and delimiter not in ("whitespace", "tab", "\\t") and len(delimiter) != 1:
+        raise MappingError(
+            _("Delimiter {value!r} is not valid: give one character such as ';' or '|', or tab or whitespace.").format(
+                value=delimiter
+            )
+        )
+
+
 def load_files(
     con: duckdb.DuckDBPyConnection,
     path: str | Path,
@@ -201,6 +230,7 @@ def load_files(
     path = Path(path)
     if not path.is_file():
         raise InputFileError(_("Input file {path} not found.").format(path=path))
+    check_load_options(date_format=date_format, delimiter=delimiter)
     sha256 = file_sha256(path)
 
     reports: list[LoadReport] = []
@@ -250,9 +280,17 @@ def load_file(
     if mapping is None:
         if not path.is_file():
             raise InputFileError(_("Input file {path} not found.").format(path=path))
+        check_load_options(date_format=date_format, delimiter=delimiter)
         columns = read_source(path, encoding=encoding, delimiter=delimiter).columns
         mapping = guess_mapping(columns, kind)
         if mapping is None:
+            suggested = _matching_presets(columns)
+            if suggested:
+                raise MappingError(
+                    _("The columns of {file} match the preset {preset}, which loads {kinds}; rerun with --preset {preset}.").format(
+                        file=path.name, preset=suggested[0][0], kinds=", ".join(suggested[0][1])
+                    )
+                )
             raise MappingError(
                 _("No preset matches the columns of {file} ({columns}); give --mapping FILE or --preset NAME.").format(
                     file=path.name, columns=", ".join(columns)

@@ -274,6 +274,10 @@ def register_recommender(
         con.remove_function(FUNCTION_NAME)
     except duckdb.InvalidInputException:
         pass
+    # Imported here: duckmkt.scoring imports this module.
+    from duckmkt.scoring import keep_alive
+
+    keep_alive(recommend)
     con.create_function(
         FUNCTION_NAME,
         recommend,

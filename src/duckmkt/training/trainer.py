@@ -491,7 +491,8 @@ def train(
 
     # Thresholds come from the ONNX outputs, the numbers scoring will see.
     onnx_predictions = export.run_onnx(onnx_bytes, trainer.validation_rows_.matrix)
-    thresholds = strategy.compute_thresholds(onnx_predictions)
+    monetary_value = trainer.validation_rows_.matrix[:, list(trainer.feature_names_).index("monetary_value")]
+    thresholds = strategy.compute_thresholds({**onnx_predictions, "monetary_value": monetary_value})
 
     metadata = build_metadata(trainer, thresholds, parity)
     # Aggregates for explain_customer and 'duckmkt monitor': background, importance, distributions.
