@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,17 @@ import pytest
 
 from duckmkt.database import connect_database
 from duckmkt.loading import load_orders
+
+# CI runs the property-based tests with a fixed example sequence, so a run
+# fails only on a change of code; locally each run explores new examples.
+try:
+    from hypothesis import settings as hypothesis_settings
+
+    hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+    if os.environ.get("CI"):
+        hypothesis_settings.load_profile("ci")
+except ImportError:  # hypothesis is a test extra; without it only those tests fail
+    pass
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

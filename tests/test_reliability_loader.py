@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from duckmkt.database import connect_database
+from duckmkt.loading.values import convert_id
 from duckmkt.errors import DuckmktError, InputFileError, MappingError
 from duckmkt.loading import load_file
 
@@ -131,7 +132,14 @@ def test_load_file_values_round_trip(rows):
     # csv.DictWriter may spread a row over several lines (quoted newlines), so
     # rows are matched in order rather than by line number.
     assert len(stored) + len(rejected_lines) == len(rows)
-    accepted = [row for row in rows if normalised(row)["customer_id"] is not None]
+    # Rows with an id in scientific notation are rejected (invalid_id), so they
+    # are left out of the rows to compare.
+    accepted = [
+        row
+        for row in rows
+        if normalised(row)["customer_id"] is not None
+        and all(convert_id(row[name].strip())[1] is None for name in ("customer_id", "order_id", "product_id"))
+    ]
     for source, (_line, *values) in zip(accepted, stored):
         assert dict(zip(HEADER, values)) == normalised(source)
 
