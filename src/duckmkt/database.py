@@ -24,7 +24,7 @@ def connect_database(path: str | Path, *, read_only: bool = False, create: bool 
     """Open the database at ``path`` and install the views.
 
     A missing file is created unless ``create`` is False or the connection
-    is read-only; commands that only read data pass ``create=False`` so a
+    is read-only. Commands that only read data pass ``create=False``, so a
     mistyped path is an error instead of a new empty database. A read-only
     connection expects the views to be installed already.
     """
