@@ -12,8 +12,8 @@ import pytest
 from duckmkt.database import connect_database
 from duckmkt.loading import load_orders
 
-# CI runs the property-based tests with a fixed example sequence, so a run
-# fails only on a change of code; locally each run explores new examples.
+# CI runs the property-based tests with a fixed example sequence, so a CI run
+# fails only when the code changes. Local runs explore new examples each time.
 try:
     from hypothesis import settings as hypothesis_settings
 

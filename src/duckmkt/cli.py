@@ -33,8 +33,8 @@ def activate_language(language: str | None) -> str:
     """Select the language for duckmkt's messages and for Typer's own help text."""
     active = i18n.set_language(language)
     # Typer translates its panel titles ("Options", "Commands", ...) through
-    # the global gettext domain when it is imported; point that domain at our
-    # catalog so they come out in the same language.
+    # the global gettext domain when it is imported. Pointing that domain at
+    # our catalog makes them come out in the same language.
     os.environ["LANGUAGE"] = "zh_CN" if active == "zh" else "en"
     gettext.bindtextdomain(i18n.DOMAIN, str(i18n.LOCALE_DIR))
     gettext.textdomain(i18n.DOMAIN)

@@ -15,8 +15,8 @@ logger = logging.getLogger(__name__)
 
 # Storage format of newly created files. DuckDB 2.0 writes format v2.0.0 by
 # default, which DuckDB 1.x (the CLI 1.5 and the JDBC drivers of BI tools)
-# cannot open; v1.0.0 is readable by every DuckDB since 1.0. An existing
-# file keeps the format it was created with.
+# cannot open. Format v1.0.0 is readable by every DuckDB since 1.0. An
+# existing file keeps the format it was created with.
 STORAGE_COMPATIBILITY_VERSION = "v1.0.0"
 
 

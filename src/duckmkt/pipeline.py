@@ -1,4 +1,4 @@
-"""What each ``duckmkt`` command does, callable without the CLI.
+"""The work behind each core ``duckmkt`` command, callable without the CLI.
 
 Each function runs one step, prints its results in the active language and
 raises ``DuckmktError`` on failure; ``duckmkt.commands`` only parses options.

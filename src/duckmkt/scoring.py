@@ -77,8 +77,10 @@ def resolve_model_dir(
 
     ``model`` may be a model folder, or a version of ``name`` under
     ``models_dir``. With None, the version of ``name`` promoted in the
-    ``mkt.models`` table of ``con`` is used; without a connection or a
-    promoted version, the newest version of ``name`` under ``models_dir``.
+    ``mkt.models`` table of ``con`` is used. Without a connection or a
+    promoted version, it is the newest version of ``name`` under
+    ``models_dir``. A version missing under ``models_dir`` is looked up in
+    the folder that ``mkt.models`` recorded for it.
     """
     if model is not None and Path(model).is_dir() and (Path(model) / "metadata.json").is_file():
         return Path(model)
