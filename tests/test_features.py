@@ -114,6 +114,50 @@ def test_rfm_matches_direct_sql(online_retail_con):
     assert frame["monetary_value"][0] == pytest.approx(float(expected[1]))
 
 
+def test_order_features_match_intermediate_views(online_retail_con):
+    # customer_features_at rebuilds sales, orders and returns from one read of
+    # the staged lines; they must equal mkt.int_sales, int_orders, int_returns.
+    from_views = online_retail_con.execute(
+        """
+        with
+        orders as (select * from mkt.int_orders where ordered_at < $cutoff::timestamp),
+        sales as (select * from mkt.int_sales where ordered_at < $cutoff::timestamp),
+        returns as (select * from mkt.int_returns where ordered_at < $cutoff::timestamp),
+        order_stats as (
+            select customer_id, count(*) as frequency, sum(order_value)::double as monetary_value,
+                max(order_value)::double as max_order_value, avg(n_items)::double as avg_items_per_order,
+                min((epoch($cutoff::timestamp) - epoch(ordered_at)) / 86400.0) as recency_days
+            from orders group by customer_id
+        ),
+        product_stats as (
+            select customer_id, count(distinct product_id)::double as n_products from sales group by customer_id
+        ),
+        return_stats as (
+            select customer_id, count(distinct order_id)::double as n_returns from returns group by customer_id
+        )
+        select customer_id, frequency, monetary_value, max_order_value, avg_items_per_order, recency_days,
+            n_products, coalesce(n_returns, 0) as n_returns
+        from order_stats
+        left join product_stats using (customer_id)
+        left join return_stats using (customer_id)
+        order by customer_id
+        """,
+        {"cutoff": CUTOFF},
+    ).fetchall()
+    from_macro = online_retail_con.execute(
+        """
+        select customer_id, frequency, monetary_value, max_order_value, avg_items_per_order, recency_days,
+            n_products, n_returns
+        from mkt.customer_features_at($cutoff::date)
+        order by customer_id
+        """,
+        {"cutoff": CUTOFF},
+    ).fetchall()
+
+    assert len(from_macro) > 2000
+    assert from_macro == from_views
+
+
 def test_labels_look_forward_only(online_retail_con):
     labels = online_retail_con.execute(
         """

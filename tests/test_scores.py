@@ -101,6 +101,8 @@ def test_materialize_scores_failure_keeps_old_table(small_db_copy, trained_model
         def broken(structs: pa.Array) -> pa.Array:
             raise RuntimeError("model crashed")
 
+        # register() puts a macro named score_customer in front of the UDF.
+        con.execute("drop macro temp.score_customer")
         con.remove_function("score_customer")
         con.create_function("score_customer", broken, parameters=None, return_type=duckdb.sqltypes.VARCHAR, type="arrow")
         with pytest.raises(duckdb.Error):

@@ -4,32 +4,86 @@
 -- (fractional), money in the currency of unit_price. A feature that is
 -- undefined for a customer (mean_days_between_orders with one order) is NULL
 -- and the model imputes it.
+-- Performance: DuckDB expands every view a query names on its own, so reading
+-- mkt.int_orders, mkt.int_sales and mkt.int_returns here would clean the order
+-- lines three times. The macro reads the kept lines of mkt.stg_order_lines once
+-- into a materialized CTE and builds sales, orders and returns from it, with
+-- the same definitions as those views (tests/test_features.py checks that).
 create or replace macro mkt.customer_features_at(cutoff) as table
 
 with
 
+order_lines as materialized (
+    select
+        customer_id,
+        order_id,
+        ordered_at,
+        product_id,
+        quantity,
+        amount,
+        line_status,
+    from mkt.stg_order_lines
+    where line_status in ('sale', 'cancellation', 'return')
+        and ordered_at < cutoff::timestamp
+),
+
+-- As mkt.int_sales.
+sales as (
+    select * from order_lines
+    where line_status = 'sale'
+),
+
+-- As mkt.int_orders: an order is timed by its first line.
 orders as (
     select
-        *,
-        (epoch(cutoff::timestamp) - epoch(ordered_at)) / 86400.0 as days_before_cutoff,
-    from mkt.int_orders
-    where ordered_at < cutoff::timestamp
+        customer_id,
+        order_id,
+        sum(amount) as order_value,
+        sum(quantity) as n_items,
+        (epoch(any_value(cutoff::timestamp)) - epoch(min(ordered_at))) / 86400.0 as days_before_cutoff,
+    from sales
+    group by customer_id, order_id
 ),
 
-sales as (
-    select * from mkt.int_sales
-    where ordered_at < cutoff::timestamp
-),
-
+-- As mkt.int_returns: the value that went back to the customer.
 returns as (
-    select * from mkt.int_returns
-    where ordered_at < cutoff::timestamp
+    select
+        customer_id,
+        order_id,
+        abs(amount) as returned_amount,
+    from order_lines
+    where line_status in ('cancellation', 'return')
 ),
 
 -- Browsing, interaction and profile features; the macro applies the same
--- point-in-time rule and returns NULLs when those tables are empty.
+-- point-in-time rule.
 event_features as (
     select * from mkt.event_features_at(cutoff)
+),
+
+-- Whether the shop tracks browsing and interactions at all before the
+-- cutoff: if so, a customer without such rows gets a count of 0, else NULL.
+tracking as (
+    select
+        exists (select 1 from mkt.stg_events where event_at < cutoff::timestamp) as has_events,
+        exists (select 1 from mkt.stg_interactions where occurred_at < cutoff::timestamp) as has_interactions,
+),
+
+view_conversions as (
+    select
+        first_views.customer_id,
+        count(*) as n_viewed_products,
+        count(*) filter (
+            where exists (
+                select 1
+                from sales
+                where sales.customer_id = first_views.customer_id
+                    and sales.product_id = first_views.product_id
+                    and sales.ordered_at >= first_views.first_viewed_at
+            )
+        ) as n_viewed_products_bought,
+    from mkt.first_product_views_at(cutoff) as first_views
+    group by first_views.customer_id
 ),
 
 order_stats as (
@@ -95,14 +149,14 @@ final as (
         coalesce(n_returns, 0)::double as n_returns,
         -- Share of bought value that went back; 0 when nothing was returned.
         (coalesce(returned_amount, 0) / (monetary_value + coalesce(returned_amount, 0)))::double as return_rate,
-        event_features.n_views,
-        event_features.n_add_to_carts,
+        case when tracking.has_events then coalesce(event_features.n_views, 0) end as n_views,
+        case when tracking.has_events then coalesce(event_features.n_add_to_carts, 0) end as n_add_to_carts,
         event_features.n_sessions,
         event_features.days_since_last_view,
-        event_features.view_to_purchase_rate,
-        event_features.n_email_opens,
-        event_features.n_email_clicks,
-        event_features.n_contacts,
+        n_viewed_products_bought / nullif(n_viewed_products, 0) as view_to_purchase_rate,
+        case when tracking.has_interactions then coalesce(event_features.n_email_opens, 0) end as n_email_opens,
+        case when tracking.has_interactions then coalesce(event_features.n_email_clicks, 0) end as n_email_clicks,
+        case when tracking.has_interactions then coalesce(event_features.n_contacts, 0) end as n_contacts,
         event_features.days_since_last_contact,
         event_features.age_years,
         event_features.days_since_signup,
@@ -110,6 +164,8 @@ final as (
     left join product_stats using (customer_id)
     left join return_stats using (customer_id)
     left join event_features using (customer_id)
+    left join view_conversions using (customer_id)
+    cross join tracking
 )
 
 select * from final

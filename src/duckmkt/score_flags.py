@@ -34,12 +34,27 @@ def feature_bounds(metadata: Mapping[str, object], feature_names: Sequence[str])
 
 
 def _names_per_row(mask: np.ndarray, feature_names: Sequence[str]) -> pa.ListArray:
-    """Return, for each row of a boolean [N, F] mask, the list of feature names where it is true."""
-    rows, columns = np.nonzero(mask)
-    offsets = np.zeros(mask.shape[0] + 1, dtype=np.int32)
-    np.cumsum(np.bincount(rows, minlength=mask.shape[0]), out=offsets[1:])
-    values = pa.array(np.asarray(feature_names, dtype=object)[columns].tolist(), type=pa.string())
-    return pa.ListArray.from_arrays(pa.array(offsets), values)
+    """Return, for each row of a boolean [N, F] mask, the list of feature names where it is true.
+
+    Rows repeat few distinct masks, so each distinct mask is turned into its
+    list once and the rows take theirs by index. That is several times faster
+    than listing every true cell of a scoring batch.
+    """
+    n_columns = mask.shape[1]
+    if n_columns > 62:
+        rows, columns = np.nonzero(mask)
+        offsets = np.zeros(mask.shape[0] + 1, dtype=np.int32)
+        np.cumsum(np.bincount(rows, minlength=mask.shape[0]), out=offsets[1:])
+        values = pa.array(feature_names, type=pa.string()).take(pa.array(columns))
+        return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+    codes = mask.astype(np.int64) @ (np.int64(1) << np.arange(n_columns, dtype=np.int64))
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    lists = pa.array(
+        [[feature_names[column] for column in range(n_columns) if (int(code) >> column) & 1] for code in distinct],
+        type=pa.list_(pa.string()),
+    )
+    return lists.take(pa.array(inverse.reshape(-1)))
 
 
 def data_quality_flags(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -36,6 +36,9 @@ from duckmkt.score_flags import data_quality_flags
 logger = logging.getLogger(__name__)
 
 HEADS = ("purchase_prob", "expected_spend", "churn_risk")
+# The UDF behind the score_customer macro of a registered connection.
+CHECKED_FUNCTION = "duckmkt_score_customer"
+FINGERPRINT_FUNCTION = "duckmkt_rules_fingerprint"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 DEFAULT_MODELS_DIR = Path("models")
 DEFAULT_MODEL_NAME = "customer"
@@ -152,6 +155,7 @@ class Scorer:
     # Set by register() to read the rules of the scoring connection; a scorer
     # used without a connection evaluates the shipped default rules.
     rules: strategy.RuleEvaluator | None = None
+    _versions: pa.Array | None = field(default=None, repr=False)
 
     def rule_evaluator(self) -> strategy.RuleEvaluator:
         if self.rules is None:
@@ -181,6 +185,12 @@ class Scorer:
     def version(self) -> str:
         return str(self.metadata["version"])
 
+    def _version_column(self, n_rows: int) -> pa.Array:
+        """Return the model version repeated ``n_rows`` times, sliced from a cached array."""
+        if self._versions is None or len(self._versions) < n_rows:
+            self._versions = pa.array([self.version] * max(n_rows, 4096), type=pa.string())
+        return self._versions.slice(0, n_rows)
+
     def predict_matrix(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
         """Run the model on a float32 matrix whose columns follow ``feature_names``."""
         input_name = self.metadata.get("input_name", "features")
@@ -206,15 +216,34 @@ class Scorer:
                 )
             )
 
+        # A NULL-free DOUBLE column is read without a copy and narrowed to
+        # float32 as it is stored. Values beyond the float32 range become
+        # infinite there, and every infinity becomes NaN.
         matrix = np.empty((len(structs), len(self.feature_names)), dtype=np.float32)
-        for column, name in enumerate(self.feature_names):
-            values = _to_float(structs.field(present[name]), name)
-            with np.errstate(invalid="ignore"):
-                matrix[:, column] = np.where(np.abs(values) > _FLOAT32_MAX, np.nan, values)
+        with np.errstate(over="ignore"):
+            for column, name in enumerate(self.feature_names):
+                values = _to_float(structs.field(present[name]), name)
+                matrix[:, column] = values
+                # A value just above the float32 maximum rounds down to it
+                # instead of overflowing; it is beyond the range all the same.
+                if (np.abs(matrix[:, column]) == _FLOAT32_MAX).any():
+                    matrix[np.abs(values) > _FLOAT32_MAX, column] = np.nan
+        matrix[np.isinf(matrix)] = np.nan
         return matrix
+
+    def score_arrow_checked(self, structs: pa.Array | pa.ChunkedArray, fingerprints: pa.Array | pa.ChunkedArray) -> pa.StructArray:
+        """Score a batch whose query also passed the fingerprint of the rules it sees (see ``register``)."""
+        fingerprint = fingerprints[0].as_py() if len(fingerprints) else None
+        return self._score(structs, fingerprint)
 
     def score_arrow(self, structs: pa.Array | pa.ChunkedArray) -> pa.StructArray:
         """Score a batch of feature structs; a NULL struct gives a NULL score."""
+        # DuckDB derives the UDF's parameters from this signature, so it
+        # keeps the one argument.
+        return self._score(structs, None)
+
+    def _score(self, structs: pa.Array | pa.ChunkedArray, rules_fingerprint: str | None) -> pa.StructArray:
+        """Score a batch; ``rules_fingerprint`` is that of ``mkt.strategy_rules`` as the query sees it, if known."""
         if isinstance(structs, pa.ChunkedArray):
             structs = structs.combine_chunks()
         if not pat.is_struct(structs.type):
@@ -231,11 +260,10 @@ class Scorer:
         matrix = self.feature_matrix(structs)
         predictions = self.predict_matrix(matrix)
         arrays = [pa.array(predictions[head]) for head in HEADS]
-        # Strategies come from the rules in mkt.strategy_rules, evaluated by
-        # DuckDB exactly as the macro mkt.assign_strategy evaluates them.
-        scores = pa.StructArray.from_arrays(arrays, names=list(HEADS))
-        arrays.append(self.rule_evaluator().evaluate(scores, structs).cast(pa.string()))
-        arrays.append(pa.array([self.version] * n_rows, type=pa.string()))
+        # Strategies come from the rules in mkt.strategy_rules, with the
+        # meaning the macro mkt.assign_strategy gives them.
+        arrays.append(self.rule_evaluator().evaluate(predictions, structs, fingerprint=rules_fingerprint))
+        arrays.append(self._version_column(n_rows))
         arrays.extend(data_quality_flags(matrix, self.metadata, self.feature_names))
 
         # Validity of the struct itself: a NULL row gets a NULL score.
@@ -254,6 +282,8 @@ def _to_float(values: pa.Array, name: str) -> np.ndarray:
                 field=name, type=kind
             )
         )
+    if pat.is_float64(kind) and values.null_count == 0:
+        return values.to_numpy(zero_copy_only=True)
     as_float = pc.cast(values, pa.float64(), safe=False)
     return as_float.to_numpy(zero_copy_only=False)
 
@@ -271,7 +301,12 @@ def register(
     newest under ``models_dir`` when none is promoted) unless ``model`` names
     a version or a model folder.
     """
-    scorer = Scorer.load(resolve_model_dir(model, models_dir=models_dir, name=name, con=con))
+    scorer = Scorer.load(
+        resolve_model_dir(model, models_dir=models_dir, name=name, con=con),
+        intra_op_threads=_onnx_threads_for(con),
+    )
+    # A macro of an earlier registration would shadow the new functions.
+    con.execute("drop macro if exists temp.score_customer")
     if scorer.metadata.get("model_kind") == "response":
         # A response model has the one output response_prob: it gets
         # score_response(f) instead of score_customer.
@@ -282,6 +317,7 @@ def register(
     scorer.rules = strategy.RuleEvaluator(con, scorer.metadata["strategy_thresholds"], scorer.feature_names)
     strategy.compile_rules_if_writable(con, scorer.metadata["strategy_thresholds"], scorer.version, scorer.feature_names)
     _replace_function(con, "score_customer", scorer.score_arrow, SCORE_TYPE)
+    _register_checked_macro(con, scorer)
     explain.register(con, scorer)
     # recommend_products, when a recommender is trained under models_dir.
     register_recommender(con, models_dir=models_dir)
@@ -303,6 +339,45 @@ _REGISTERED_FUNCTIONS: list[object] = []
 def keep_alive(function) -> None:
     """Keep a UDF callable referenced for the life of the process (see above)."""
     _REGISTERED_FUNCTIONS.append(function)
+
+
+def _onnx_threads_for(con: duckdb.DuckDBPyConnection) -> int | None:
+    """Return ONNX Runtime's thread count for UDF calls on ``con``: 1 when DuckDB runs several threads.
+
+    Each DuckDB thread calls the UDF on its own batches, and ONNX Runtime
+    releases the GIL while it runs, so one ONNX thread per call already keeps
+    the cores busy. Two ONNX threads per call oversubscribed them: 1 M rows
+    scored about 20 % slower on 2 cores (benchmarks/bench_scoring.py).
+    """
+    threads = con.execute("select current_setting('threads')").fetchall()[0][0]
+    return 1 if int(threads) > 1 else None
+
+
+def _register_checked_macro(con: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
+    """Make ``score_customer`` on ``con`` look up the rules' fingerprint once per query, not per batch.
+
+    Without it, the UDF asks DuckDB for the fingerprint on every batch of
+    2,048 rows, which cost about a third of the scoring time. The function
+    that reads it takes no argument and has no side effects, so DuckDB's
+    optimizer folds it to a constant when it plans each query (also for
+    PREPARE and EXECUTE). A scalar subquery would do the same but breaks
+    ``unnest(score_customer(f))`` in DuckDB 2.0.1. A temporary macro is seen
+    by ``con`` only; cursors and other connections call the UDF
+    ``score_customer`` itself, which reads the fingerprint per batch.
+    """
+    _replace_function(con, CHECKED_FUNCTION, scorer.score_arrow_checked, SCORE_TYPE)
+    evaluator = scorer.rule_evaluator()
+    try:
+        con.remove_function(FINGERPRINT_FUNCTION)
+    except duckdb.InvalidInputException:
+        pass
+    keep_alive(evaluator.fingerprint)
+    con.create_function(
+        FINGERPRINT_FUNCTION, evaluator.fingerprint, parameters=[], return_type=duckdb.sqltypes.VARCHAR, side_effects=False
+    )
+    con.execute(
+        f"create or replace temp macro score_customer(features) as {CHECKED_FUNCTION}(features, {FINGERPRINT_FUNCTION}())"
+    )
 
 
 def _replace_function(con: duckdb.DuckDBPyConnection, function_name: str, function, return_type) -> None:

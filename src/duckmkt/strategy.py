@@ -27,9 +27,10 @@ One compiled form serves both paths, so they always agree:
   ``mkt.assign_strategy(scores, features)``. The macro raises an error when
   ``mkt.strategy_rules`` changed after it was compiled, or when ``scores``
   come from another model version than its thresholds.
-* ``RuleEvaluator`` (used by ``score_customer``) reads the rules on every
-  Arrow batch, compiles them when they changed, and has DuckDB evaluate the
-  same expression on the batch.
+* ``RuleEvaluator`` (used by ``score_customer``) checks the rules'
+  fingerprint on every Arrow batch, recompiles them when they changed, and
+  evaluates the same syntax tree on NumPy arrays, or has DuckDB evaluate the
+  CASE expression when NumPy cannot match DuckDB exactly.
 
 The shipped default rules (``sql/actions/default_strategy_rules.sql``), in
 order:
@@ -54,13 +55,14 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from duckmkt import rule_arrays
 from duckmkt.errors import StrategyRuleError
 from duckmkt.features import FEATURE_NAMES
 from duckmkt.i18n import N_, _, get_language
@@ -579,12 +581,14 @@ def reset_rules(con: duckdb.DuckDBPyConnection) -> list[StrategyRule]:
 class RuleEvaluator:
     """Evaluate ``mkt.strategy_rules`` on Arrow batches inside ``score_customer``.
 
-    Each batch reads the rules through a cursor of the scoring connection (a
-    few rows) and recompiles them only when they changed. DuckDB then evaluates
-    the compiled CASE expression on the batch, so the expression, engine and
-    double arithmetic are those of ``mkt.assign_strategy``. A lock serializes
-    batches because DuckDB may call the UDF from several threads and a cursor
-    is not safe to share.
+    Each batch reads the rules' fingerprint through a cursor of the scoring
+    connection (one small query), unless the query passed in the one read
+    when it was planned, and recompiles the rules only when it changed. The compiled rules
+    run on NumPy arrays (``rule_arrays``) when every construct and value has
+    the same meaning there as in DuckDB; otherwise DuckDB evaluates the CASE
+    expression of ``mkt.assign_strategy`` on the batch. Either way the
+    result is the macro's. A lock serializes the cursor because DuckDB may
+    call the UDF from several threads and a cursor is not safe to share.
 
     NOTE: the cursor sees committed rules only, so a rule edited inside an
     open transaction on the scoring connection is not used before COMMIT.
@@ -595,7 +599,7 @@ class RuleEvaluator:
         self._thresholds = dict(thresholds)
         self._feature_names = tuple(feature_names)
         self._lock = threading.Lock()
-        self._compiled: tuple[tuple, str] | None = None
+        self._compiled: _CompiledRules | None = None
         self._has_table = self._rules_table_exists()
         if not self._has_table:
             logger.warning(_("mkt.strategy_rules is missing (database opened read-only before it was installed); using the default rules"))
@@ -606,25 +610,58 @@ class RuleEvaluator:
         ).fetchall()
         return rows[0][0] > 0
 
-    def _current_rules(self) -> list[StrategyRule]:
-        if self._has_table:
-            return read_rules(self._cursor)
-        return _default_rules_without_database()
+    @property
+    def reads_rules_table(self) -> bool:
+        """Whether the rules come from ``mkt.strategy_rules`` (False: the shipped defaults)."""
+        return self._has_table
+
+    def _fingerprint(self) -> str:
+        return rules_fingerprint(self._cursor) if self._has_table else ""
+
+    def fingerprint(self) -> str:
+        """Return the fingerprint of the committed rules (empty without a rules table)."""
+        with self._lock:
+            return self._fingerprint()
+
+    def _current(self, expected: str | None = None) -> _CompiledRules:
+        """Return the compiled rules, recompiling them when their fingerprint changed.
+
+        ``expected`` is the fingerprint read when the calling query was
+        planned; when the compiled rules have it, no query is needed.
+        """
+        if expected is not None and self._compiled is not None and self._compiled.fingerprint == expected:
+            return self._compiled
+        fingerprint = self._fingerprint()
+        if self._compiled is None or self._compiled.fingerprint != fingerprint:
+            rules = read_rules(self._cursor) if self._has_table else _default_rules_without_database()
+            self._compiled = _CompiledRules.build(fingerprint, rules, self._thresholds, self._feature_names)
+            logger.debug("Compiled strategy rules for score_customer:\n%s", self._compiled.case_sql)
+        return self._compiled
 
     def case_sql(self) -> str:
-        """Return the CASE expression of the current rules, compiling it when they changed."""
-        rules = self._current_rules()
-        key = tuple((rule.priority, rule.code, rule.condition) for rule in rules)
-        if self._compiled is None or self._compiled[0] != key:
-            self._compiled = (key, compile_case_sql(rules, self._thresholds, self._feature_names))
-            logger.debug("Compiled strategy rules for score_customer:\n%s", self._compiled[1])
-        return self._compiled[1]
+        """Return the CASE expression of the current rules."""
+        with self._lock:
+            return self._current().case_sql
 
-    def evaluate(self, scores: pa.StructArray, features: pa.Array) -> pa.Array:
-        """Return the strategy code of each row of a batch of predictions and feature structs."""
+    def evaluate(self, predictions: Mapping[str, np.ndarray], features: pa.StructArray, *, fingerprint: str | None = None) -> pa.Array:
+        """Return the strategy code of each row of a batch of predictions and feature structs.
+
+        ``fingerprint``: the rules' fingerprint as the calling query sees it, if known.
+        """
+        with self._lock:
+            compiled = self._current(fingerprint)
+        if compiled.first_true is not None:
+            try:
+                chosen = compiled.first_true(_rule_columns(predictions, features, compiled.first_true.used_names), len(features))
+                return compiled.codes.take(pa.array(chosen, mask=chosen < 0))
+            except rule_arrays.Unsupported:
+                pass
+        return self._evaluate_in_duckdb(compiled.case_sql, predictions, features)
+
+    def _evaluate_in_duckdb(self, case_sql: str, predictions: Mapping[str, np.ndarray], features: pa.StructArray) -> pa.Array:
+        scores = pa.StructArray.from_arrays([pa.array(predictions[name]) for name in PREDICTION_NAMES], names=list(PREDICTION_NAMES))
         batch = pa.table({"scores": scores, "features": features})
         with self._lock:
-            case_sql = self.case_sql()
             self._cursor.register("strategy_batch", batch)
             try:
                 result = self._cursor.sql(f"select ({case_sql}) as strategy from strategy_batch").to_arrow_table()
@@ -636,7 +673,54 @@ class RuleEvaluator:
                 ) from error
             finally:
                 self._cursor.unregister("strategy_batch")
-        return result.column("strategy").combine_chunks()
+        return result.column("strategy").combine_chunks().cast(pa.string())
+
+
+@dataclass(frozen=True)
+class _CompiledRules:
+    """One version of the rules: its fingerprint, CASE expression and NumPy form (None when DuckDB must run it)."""
+
+    fingerprint: str
+    case_sql: str
+    codes: pa.Array
+    first_true: Callable | None
+
+    @classmethod
+    def build(
+        cls, fingerprint: str, rules: Sequence[StrategyRule], thresholds: Mapping[str, float], feature_names: Iterable[str]
+    ) -> _CompiledRules:
+        case_sql = compile_case_sql(rules, thresholds, feature_names)
+        ordered = sorted(rules, key=lambda rule: rule.priority)
+        names = allowed_names(feature_names)
+        try:
+            conditions = [parse_condition(rule.condition, rule.code, names) for rule in ordered]
+            first_true = rule_arrays.compile_rules(conditions, thresholds, names)
+        except rule_arrays.Unsupported as reason:
+            logger.debug("Strategy rules run in DuckDB: %s", reason)
+            first_true = None
+        codes = pa.array([rule.code for rule in ordered], type=pa.string())
+        return cls(fingerprint, case_sql, codes, first_true)
+
+
+def _rule_columns(predictions: Mapping[str, np.ndarray], features: pa.StructArray, used: Sequence[str]) -> dict:
+    """Return (float64 values, NULL mask) of each name the rules use, or raise Unsupported."""
+    columns = {}
+    present = {features.type.field(index).name: index for index in range(features.type.num_fields)}
+    for name in used:
+        if name in predictions:
+            values = predictions[name]
+            columns[name] = (values, np.zeros(len(values), dtype=bool))
+            continue
+        if name not in present:
+            # DuckDB raises the error that names the missing field.
+            raise rule_arrays.Unsupported(name)
+        field = features.field(present[name])
+        if not pa.types.is_floating(field.type):
+            raise rule_arrays.Unsupported(f"{name} of type {field.type}")
+        nulls = field.is_null().to_numpy(zero_copy_only=False)
+        values = field.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        columns[name] = (values, nulls)
+    return columns
 
 
 def _default_rules_without_database() -> list[StrategyRule]:

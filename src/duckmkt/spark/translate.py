@@ -264,6 +264,17 @@ def reject_duckdb_only(node: exp.Expression, context: _Context) -> exp.Expressio
     return node
 
 
+def drop_materialized(node: exp.Expression, context: _Context) -> exp.Expression:
+    """Drop DuckDB's ``as materialized`` hint of a CTE; Spark SQL has no such keyword.
+
+    The hint only saves DuckDB from computing a CTE once per reference; Spark
+    plans CTEs its own way, and the result is the same.
+    """
+    if isinstance(node, exp.CTE) and node.args.get("materialized"):
+        node.set("materialized", None)
+    return node
+
+
 def translate_epoch(node: exp.Expression, context: _Context) -> exp.Expression:
     if isinstance(node, exp.TimeToUnix):
         # unix_micros takes TIMESTAMP_LTZ; the session time zone is UTC (see
@@ -355,6 +366,7 @@ def translate_avg(node: exp.Expression, context: _Context) -> exp.Expression:
 # rewritten after epoch because epoch produces a division of its own.
 RULES: tuple[Callable[[exp.Expression, _Context], exp.Expression], ...] = (
     reject_duckdb_only,
+    drop_materialized,
     bind_parameters,
     rename_tables,
     translate_division,
