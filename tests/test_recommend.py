@@ -28,7 +28,7 @@ def recommender_result(tmp_path_factory, small_db):
             con,
             models_dir=tmp_path_factory.mktemp("recommender_models"),
             epochs=3,
-            embedding_dim=16,
+            hidden_units=(8,),
             min_customers=2,
             step_days=30,
         )
@@ -113,8 +113,10 @@ def test_recommend_products_matches_onnx_runtime(recommend_con, recommender_resu
         customer_id for row, customer_id in enumerate(rows.customer_ids) if rows.history[row].nnz > 0 and rows.recent[row].nnz == 0
     )
     row = rows.customer_ids.index(customer)
+    inputs = rows.model_inputs([row])
+    inputs["popularity"] = data.read_popularity(recommend_con, cutoff, vocabulary)
     session = ort.InferenceSession(str(recommender_result.model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    expected = session.run(["scores"], {"history": rows.history[row].toarray().astype(np.float32)})[0][0]
+    expected = session.run(["scores"], inputs)[0][0]
     items = recommend_con.execute("select recommend_products(?, 10)", [customer]).fetchall()[0][0]
     expected_top = [vocabulary[column] for column in np.argsort(-expected, kind="stable")[:10]]
 
@@ -203,3 +205,88 @@ def test_scoring_register_adds_recommend_products(small_db_copy, trained_model_d
     con.close()
 
     assert len(items) == 4
+
+
+def test_product_history_order_count_and_age(small_db):
+    con = duckdb.connect(str(small_db), read_only=True)
+    cutoff = "2011-09-01"
+    expected = dict(
+        ((customer, product), (orders, days))
+        for customer, product, orders, days in con.execute(
+            """
+            select customer_id, product_id, count(distinct order_id),
+                (epoch(?::timestamp) - epoch(max(ordered_at))) / 86400.0
+            from mkt.int_sales where ordered_at < ?::timestamp
+            group by all
+            """,
+            [cutoff, cutoff],
+        ).fetchall()
+    )
+    vocabulary = data.build_vocabulary(con, cutoff, 1)
+    rows = data.read_history(con, cutoff, vocabulary)
+    con.close()
+    inputs = rows.model_inputs()
+    column = {product: index for index, product in enumerate(vocabulary)}
+    row = {customer: index for index, customer in enumerate(rows.customer_ids)}
+
+    assert len(expected) > 1000
+    assert int(inputs["order_count"].sum()) == sum(orders for orders, _days in expected.values())
+    for (customer, product), (orders, days) in list(expected.items())[:200]:
+        assert inputs["order_count"][row[customer], column[product]] == orders
+        assert inputs["days_since_purchase"][row[customer], column[product]] == pytest.approx(days, abs=1e-3)
+
+
+def test_read_popularity_matches_segment_macro(small_db):
+    con = duckdb.connect(str(small_db), read_only=True)
+    cutoff = data.latest_cutoff(con)
+    vocabulary = data.build_vocabulary(con, cutoff, 2)
+    popularity = data.read_popularity(con, cutoff, vocabulary, (30, 90))
+    expected = dict(
+        con.execute(
+            "select product_id, popularity from mkt.segment_popular_products_at(?, 90) where segment = 'all'", [cutoff]
+        ).fetchall()
+    )
+    con.close()
+
+    assert popularity.shape == (len(vocabulary), 2)
+    assert (popularity[:, 0] <= popularity[:, 1]).all()
+    assert popularity[:, 0].sum() < popularity[:, 1].sum()
+    for index, product in enumerate(vocabulary):
+        assert popularity[index, 1] == expected.get(product, 0), product
+
+
+def test_recommender_onnx_reads_every_input(recommender_result, small_db):
+    import json
+
+    metadata = json.loads((recommender_result.model_dir / "metadata.json").read_text())
+    session = ort.InferenceSession(str(recommender_result.model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    con = duckdb.connect(str(small_db), read_only=True)
+    cutoff = data.latest_cutoff(con)
+    rows = data.read_history(con, cutoff, metadata["feature_names"])
+    inputs = rows.model_inputs(slice(0, 50))
+    inputs["popularity"] = data.read_popularity(con, cutoff, metadata["feature_names"])
+    con.close()
+    baseline = session.run(["scores"], inputs)[0]
+
+    assert [graph_input.name for graph_input in session.get_inputs()] == metadata["input_names"]
+    assert np.allclose(baseline.sum(axis=1), 1.0, atol=1e-4)
+    for name in metadata["input_names"]:
+        changed = dict(inputs)
+        changed[name] = inputs[name] * 2.0 + 1.0
+        assert np.abs(session.run(["scores"], changed)[0] - baseline).max() > 1e-6, name
+
+
+def test_recommender_co_purchase_constant_matches_baseline(small_db):
+    from duckmkt.recommend.trainer import _similarity_at
+
+    con = duckdb.connect(str(small_db), read_only=True)
+    cutoff = data.latest_cutoff(con)
+    vocabulary = data.build_vocabulary(con, cutoff, 2)
+    similarity = _similarity_at(con, cutoff, vocabulary)
+    rows = data.read_history(con, cutoff, vocabulary)
+    con.close()
+    expected = baselines.cosine_similarity(rows.bought).toarray()
+
+    assert similarity.shape == (len(vocabulary), len(vocabulary))
+    assert np.allclose(similarity, expected, atol=1e-6)
+    assert np.allclose(np.diag(similarity), 1.0, atol=1e-6)

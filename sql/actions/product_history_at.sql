@@ -3,6 +3,8 @@
 -- rows before the cutoff count. Each order containing the product adds
 -- 0.5 ^ (age in days / half_life_days) to purchase_weight, so recent orders
 -- weigh more; each browsing event adds the same decay to view_weight.
+-- order_count is the number of orders containing the product (0 when the
+-- product was only browsed) and last_bought_at the time of the latest one.
 -- Non-product codes never appear, because mkt.int_sales leaves them out and
 -- browsed codes are matched against mkt.non_product_codes here.
 create or replace macro mkt.product_history_at(cutoff, half_life_days) as table
@@ -33,6 +35,7 @@ purchases as (
         customer_id,
         product_id,
         sum(pow(0.5, (epoch(cutoff::timestamp) - epoch(ordered_at)) / 86400.0 / half_life_days)) as purchase_weight,
+        count(*) as order_count,
         max(ordered_at) as last_bought_at,
     from sales
     group by customer_id, product_id
@@ -53,6 +56,7 @@ final as (
         product_id,
         coalesce(purchases.purchase_weight, 0.0) as purchase_weight,
         coalesce(views.view_weight, 0.0) as view_weight,
+        coalesce(purchases.order_count, 0) as order_count,
         purchases.last_bought_at,
     from purchases
     full outer join views using (customer_id, product_id)

@@ -23,6 +23,8 @@ VIEW_WEIGHT = 0.25
 # Default window in which bought products are not recommended again.
 EXCLUDE_RECENT_DAYS = 30
 POPULARITY_WINDOW_DAYS = 90
+# Windows of the recent-popularity inputs of the ranker, in days.
+POPULARITY_WINDOWS_DAYS = (30, 90)
 
 
 @dataclass
@@ -36,6 +38,31 @@ class HistoryRows:
     recent: sparse.csr_matrix
     # 1 where the customer ever bought the product before the cutoff.
     bought: sparse.csr_matrix
+    # Number of orders containing the product.
+    order_count: sparse.csr_matrix
+    # 1 + days from the latest purchase to the cutoff, 0 where never bought
+    # (the offset keeps a purchase on the cutoff day in the sparse matrix).
+    purchase_age: sparse.csr_matrix
+
+    def model_inputs(self, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
+        """Return the dense per-customer inputs of the ranker (``history``, ``order_count``, ``days_since_purchase``)."""
+        age = self.purchase_age[rows].toarray().astype(np.float32)
+        return {
+            "history": self.history[rows].toarray().astype(np.float32),
+            "order_count": self.order_count[rows].toarray().astype(np.float32),
+            "days_since_purchase": np.maximum(age - 1.0, 0.0),
+        }
+
+    def select(self, keep: np.ndarray) -> HistoryRows:
+        """Return the rows where the boolean ``keep`` is true."""
+        return HistoryRows(
+            customer_ids=[customer_id for customer_id, kept in zip(self.customer_ids, keep) if kept],
+            history=self.history[keep],
+            recent=self.recent[keep],
+            bought=self.bought[keep],
+            order_count=self.order_count[keep],
+            purchase_age=self.purchase_age[keep],
+        )
 
 
 def build_vocabulary(con: duckdb.DuckDBPyConnection, cutoff: date | datetime | str, min_customers: int = 3) -> list[str]:
@@ -84,6 +111,8 @@ def read_history(
             purchase_weight + {VIEW_WEIGHT!r} * view_weight as weight,
             coalesce(last_bought_at >= $cutoff::timestamp - to_days($recent::integer), false) as is_recent,
             last_bought_at is not null as is_bought,
+            order_count,
+            coalesce((epoch($cutoff::timestamp) - epoch(last_bought_at)) / 86400.0 + 1.0, 0.0) as purchase_age,
         from mkt.product_history_at($cutoff, $half_life)
         {restrict}
         """,
@@ -116,6 +145,8 @@ def _to_rows(table: pa.Table, customer_ids: list[str], vocabulary: list[str]) ->
         history=matrix(table.column("weight").to_numpy()),
         recent=matrix(table.column("is_recent").to_numpy(zero_copy_only=False).astype(np.float32)),
         bought=matrix(table.column("is_bought").to_numpy(zero_copy_only=False).astype(np.float32)),
+        order_count=matrix(table.column("order_count").to_numpy()),
+        purchase_age=matrix(table.column("purchase_age").to_numpy()),
     )
 
 
@@ -147,6 +178,36 @@ def read_targets(
         ),
         shape=shape,
     )
+
+
+def read_popularity(
+    con: duckdb.DuckDBPyConnection,
+    cutoff: date | datetime | str,
+    vocabulary: list[str],
+    windows: tuple[int, ...] = POPULARITY_WINDOWS_DAYS,
+) -> np.ndarray:
+    """Return products x windows: distinct customers who bought each product in the ``windows`` days before ``cutoff``."""
+    counts = ", ".join(
+        f"count(distinct customer_id) filter (where ordered_at >= $cutoff::timestamp - to_days({int(days)})) as last_{int(days)}"
+        for days in windows
+    )
+    table = con.sql(
+        f"""
+        select product_id, {counts}
+        from mkt.int_sales
+        where ordered_at < $cutoff::timestamp
+          and ordered_at >= $cutoff::timestamp - to_days($longest::integer)
+        group by product_id
+        """,
+        params={"cutoff": str(cutoff), "longest": int(max(windows))},
+    ).to_arrow_table()
+    columns = pc.index_in(table.column("product_id"), value_set=pa.array(vocabulary, type=pa.string()))
+    keep = pc.is_valid(columns)
+    popularity = np.zeros((len(vocabulary), len(windows)), dtype=np.float32)
+    index = pc.filter(columns, keep).to_numpy().astype(np.int64)
+    for position, days in enumerate(windows):
+        popularity[index, position] = pc.filter(table.column(f"last_{int(days)}"), keep).to_numpy()
+    return popularity
 
 
 def training_cutoffs(first: date, last: date, step_days: int) -> list[date]:

@@ -9,7 +9,8 @@ ONNX recommender once per batch, and returns the ``k`` best products as
   default neither are products the customer bought in the last
   ``exclude_recent_days`` days;
 * ``score`` is the model's probability that the product is among the
-  customer's next purchases, and ``reason`` is ``bought_before`` (bought
+  customer's next purchases (the ranker also reads the products' number of
+  buyers in the last 30 and 90 days, as of the latest sale), and ``reason`` is ``bought_before`` (bought
   earlier than the exclusion window) or ``similar_to_history``;
 * a customer without a usable history (unknown id, or only products outside
   the model's vocabulary) gets the most popular products of their segment
@@ -136,6 +137,8 @@ class Recommender:
                 ).fetchall()
             )
             popular = self._popular_products(cutoff, set(segments.values()), k)
+            windows = tuple(self.metadata.get("popularity_windows_days", data.POPULARITY_WINDOWS_DAYS))
+            popularity = data.read_popularity(self.cursor, cutoff, vocabulary, windows)
         finally:
             self.cursor.unregister("recommend_batch")
             self.cursor.unregister("recommend_vocabulary")
@@ -145,8 +148,7 @@ class Recommender:
         has_history = np.asarray(rows.history.sum(axis=1)).ravel() > 0
         results: dict[str, list[dict]] = {}
         if has_history.any() and k > 0:
-            history = rows.history[has_history].toarray().astype(np.float32)
-            scores = self.session.run(["scores"], {"history": history})[0]
+            scores = self._score(rows.select(has_history), popularity)
             known_mask = mask[has_history]
             ranked = top_k(scores, k, known_mask)
             bought = rows.bought[has_history]
@@ -171,6 +173,14 @@ class Recommender:
                 candidates = popular.get(segments.get(customer_id, "all"), []) + popular.get("all", [])
                 results[customer_id] = _fallback(candidates, recent_products[customer_id], k)
         return results
+
+    def _score(self, rows: data.HistoryRows, popularity: np.ndarray) -> np.ndarray:
+        """Return the model's probabilities [customers, products] for ``rows``."""
+        available = rows.model_inputs()
+        available["popularity"] = popularity
+        # A recommender saved before the ranker inputs existed takes only ``history``.
+        feed = {graph_input.name: available[graph_input.name] for graph_input in self.session.get_inputs()}
+        return self.session.run(["scores"], feed)[0]
 
     def _non_product_mask(self) -> np.ndarray:
         """Return the vocabulary columns that now match a non-product code (codes may be added after training)."""
