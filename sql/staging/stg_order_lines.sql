@@ -56,6 +56,18 @@ numbered as (
     from typed
 ),
 
+-- Products are far fewer than lines, so the patterns are matched once per
+-- distinct code instead of once per line.
+non_product_ids as (
+    select distinct product_id
+    from (select nullif(trim(product_id), '') as product_id from source) as product_ids
+    where exists (
+        select 1
+        from mkt.non_product_codes as codes
+        where regexp_full_match(upper(product_ids.product_id), upper(codes.pattern))
+    )
+),
+
 flagged as (
     select
         *,
@@ -65,13 +77,10 @@ flagged as (
         customer_id is null as is_missing_customer,
         upper(order_id) like 'C%' as is_cancellation,
         quantity < 0 as is_negative_quantity,
-        exists (
-            select 1
-            from mkt.non_product_codes as codes
-            where regexp_full_match(upper(numbered.product_id), upper(codes.pattern))
-        ) as is_non_product,
+        non_product_ids.product_id is not null as is_non_product,
         unit_price = 0 as is_zero_price,
     from numbered
+    left join non_product_ids using (product_id)
 ),
 
 final as (
