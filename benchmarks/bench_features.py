@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
@@ -249,14 +250,19 @@ def features_pandas(parquet: Path, pattern: str, cutoff: str = CUTOFF):
     return final.reset_index()[["customer_id", *ORDER_FEATURES]].astype({name: "float64" for name in ORDER_FEATURES})
 
 
-def time_runs(run, repeats: int) -> tuple[float, object]:
-    """Return the median wall time in seconds of ``repeats`` calls of ``run`` and its last result."""
+def time_runs(run, repeats: int, engine: str) -> tuple[float, object]:
+    """Return the median wall time in seconds of ``repeats`` calls of ``run`` and its last result.
+
+    Each run's time goes to stderr at once, so a long run that is stopped
+    still leaves the figures of the engines before it.
+    """
     timings = []
     result = None
     for _ in range(repeats):
         started = time.perf_counter()
         result = run()
         timings.append(time.perf_counter() - started)
+        print(f"{engine}: {timings[-1]:.2f} s", file=sys.stderr, flush=True)
     return statistics.median(timings), result
 
 
@@ -273,13 +279,13 @@ def main() -> None:
         pattern = non_product_pattern(con)
         n_lines = con.execute("select count(*) from raw.order_lines").fetchall()[0][0]
         threads = con.execute("select current_setting('threads')").fetchall()[0][0]
-        seconds = {"duckdb": time_runs(lambda: features_sql(con), arguments.repeats)}
+        seconds = {"duckdb": time_runs(lambda: features_sql(con), arguments.repeats, "duckdb")}
         n_customers = seconds["duckdb"][1]
         con.close()
     if "polars" not in arguments.skip:
-        seconds["polars"] = time_runs(lambda: features_polars(parquet, pattern), arguments.repeats)
+        seconds["polars"] = time_runs(lambda: features_polars(parquet, pattern), arguments.repeats, "polars")
     if "pandas" not in arguments.skip:
-        seconds["pandas"] = time_runs(lambda: features_pandas(parquet, pattern), arguments.repeats)
+        seconds["pandas"] = time_runs(lambda: features_pandas(parquet, pattern), arguments.repeats, "pandas")
 
     print(f"{parquet.name}: {n_lines:,} order lines, {n_customers:,} customers; DuckDB threads {threads}, {arguments.repeats} runs each")
     duckdb_seconds = seconds["duckdb"][0]
