@@ -114,3 +114,14 @@ def spark_session():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def rules_con(small_db_copy, trained_model_dir):
+    """A connection to a private copy of the small database with score_customer registered."""
+    from duckmkt.scoring import register
+
+    con = duckdb.connect(str(small_db_copy))
+    register(con, trained_model_dir)
+    yield con
+    con.close()

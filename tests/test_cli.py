@@ -165,6 +165,28 @@ def test_database_path_is_folder(runner, tmp_path, small_orders_csv):
     assert "is a folder" in result.output
 
 
+def test_load_every_row_rejected_fails(runner, tmp_path, small_orders_csv):
+    db = tmp_path / "shop.duckdb"
+
+    result = invoke(runner, "load", db, small_orders_csv, "--date-format", "%d/%m/%Y")
+
+    assert result.exit_code == 1
+    assert "every orders row was rejected" in result.output
+
+
+def test_database_path_is_data_file(runner, tmp_path, small_orders_csv):
+    # With the arguments swapped, DuckDB would open the CSV file as an empty
+    # in-memory database and the load would vanish.
+    other = tmp_path / "other.csv"
+    other.write_bytes(small_orders_csv.read_bytes())
+
+    result = invoke(runner, "load", other, small_orders_csv)
+
+    assert result.exit_code == 1
+    assert "not a DuckDB database file" in result.output
+    assert other.read_bytes() == small_orders_csv.read_bytes()
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [("--date-format", "garbage", "strptime format"), ("--delimiter", "||", "one character")],

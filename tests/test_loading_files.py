@@ -152,6 +152,21 @@ def test_ambiguous_dates_need_a_format(con, tmp_path):
     assert report.date_orders == {"event_at": "month-first"}
 
 
+def test_all_rows_rejected_load_can_be_redone(con, tmp_path):
+    path = _write(tmp_path, "events.csv", "customer_id,event_at,event_type\n1,03/24/2011,view\n2,04/25/2011,view\n")
+
+    first = load_file(con, path, kind="events", date_format="%d/%m/%Y")
+    report = load_file(con, path, kind="events", date_format="%m/%d/%Y")
+
+    assert first.n_rows_rejected == 2
+    assert first.n_rows_loaded == 0
+    assert not report.skipped_as_repeat
+    assert report.n_rows_loaded == 2
+    assert _column(con, "select event_at::date::varchar from mkt.stg_events order by 1") == ["2011-03-24", "2011-04-25"]
+    # The rejected rows of the first attempt are kept with their reason.
+    assert _column(con, "select count(*) from raw.rejected_rows where reason = 'invalid_date'") == [2]
+
+
 def test_naive_dates_in_a_given_time_zone(con, tmp_path):
     path = _write(tmp_path, "events.csv", "customer_id,event_at,event_type\n1,2011-12-09 08:00,view\n")
     report = load_file(con, path, kind="events", timezone="Asia/Shanghai")

@@ -159,6 +159,16 @@ def test_recommend_products_null_id(recommend_con):
     assert rows == [(None,)]
 
 
+def test_recommend_products_null_k_means_ten(recommend_con):
+    customer = recommend_con.execute("select customer_id from mkt.customer_features order by customer_id limit 1").fetchall()[0][0]
+
+    with_null = recommend_con.execute("select recommend_products(?, null)", [customer]).fetchall()[0][0]
+    with_ten = recommend_con.execute("select recommend_products(?, 10)", [customer]).fetchall()[0][0]
+
+    assert len(with_null) == 10
+    assert with_null == with_ten
+
+
 def test_recommend_products_k_out_of_range(recommend_con):
     with pytest.raises(duckdb.Error, match="between 0 and"):
         recommend_con.execute("select recommend_products('x', -1)").fetchall()

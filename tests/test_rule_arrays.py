@@ -12,7 +12,6 @@ import pytest
 from duckmkt import rule_arrays, strategy
 from duckmkt.errors import StrategyRuleError
 from duckmkt.features import FEATURE_NAMES
-from duckmkt.scoring import register
 
 THRESHOLDS = {
     "churn_risk_high": 0.61,
@@ -127,9 +126,9 @@ def test_rule_arrays_random_rules_match_duckdb(batch):
     assert compared >= 100
 
 
-def test_rule_arrays_default_rules_use_numpy(rules_con_default, batch):
+def test_rule_arrays_default_rules_use_numpy(rules_con, batch):
     predictions, features = batch
-    rules = strategy.read_rules(rules_con_default)
+    rules = strategy.read_rules(rules_con)
 
     got = in_numpy(rules, predictions, features)
 
@@ -176,26 +175,18 @@ def test_rule_evaluator_nan_feature_matches_duckdb(batch):
     assert got[0] == "rule_1"
 
 
-@pytest.fixture
-def rules_con_default(small_db_copy, trained_model_dir):
-    con = duckdb.connect(str(small_db_copy))
-    register(con, trained_model_dir)
-    yield con
-    con.close()
-
-
-def test_score_customer_macro_reads_rules_once_per_query(rules_con_default, monkeypatch):
+def test_score_customer_macro_reads_rules_once_per_query(rules_con, monkeypatch):
     # The first query compiles the rules; count the lookups of a later one.
-    rules_con_default.execute("select count(score_customer(f).strategy) from mkt.customer_features f").fetchall()
+    rules_con.execute("select count(score_customer(f).strategy) from mkt.customer_features f").fetchall()
     calls = []
     original = strategy.rules_fingerprint
     monkeypatch.setattr(strategy, "rules_fingerprint", lambda cursor: calls.append(1) or original(cursor))
     # Forty copies of each customer make several batches of 2,048 rows.
     query = "select count(score_customer(f).strategy) from mkt.customer_features f, range(40)"
 
-    n_scored = rules_con_default.execute(query).fetchall()[0][0]
+    n_scored = rules_con.execute(query).fetchall()[0][0]
     on_connection = len(calls)
-    rules_con_default.cursor().execute(query).fetchall()
+    rules_con.cursor().execute(query).fetchall()
     on_cursor = len(calls) - on_connection
 
     assert n_scored > 4 * 2048
@@ -204,10 +195,10 @@ def test_score_customer_macro_reads_rules_once_per_query(rules_con_default, monk
     assert on_cursor > 1
 
 
-def test_score_customer_macro_unnest_and_cursor_agree(rules_con_default):
+def test_score_customer_macro_unnest_and_cursor_agree(rules_con):
     query = "select customer_id, unnest(score_customer(f)) from mkt.customer_features f order by customer_id"
-    on_connection = rules_con_default.execute(query).fetchall()
-    on_cursor = rules_con_default.cursor().execute(query).fetchall()
+    on_connection = rules_con.execute(query).fetchall()
+    on_cursor = rules_con.cursor().execute(query).fetchall()
 
     assert len(on_connection) > 100
     # ONNX Runtime may round float32 sums differently in batches of other
@@ -217,12 +208,12 @@ def test_score_customer_macro_unnest_and_cursor_agree(rules_con_default):
         assert row[1:4] == pytest.approx(other[1:4], rel=1e-5, abs=1e-6)
 
 
-def test_score_customer_macro_sees_edit_in_next_query(rules_con_default):
+def test_score_customer_macro_sees_edit_in_next_query(rules_con):
     query = "select count(*) filter (where score_customer(f).strategy = 'no_action') from mkt.customer_features f"
-    before = rules_con_default.execute(query).fetchall()[0][0]
-    rules_con_default.execute("update mkt.strategy_rules set condition = 'true' where code = 'retention'")
+    before = rules_con.execute(query).fetchall()[0][0]
+    rules_con.execute("update mkt.strategy_rules set condition = 'true' where code = 'retention'")
 
-    after = rules_con_default.execute(query).fetchall()[0][0]
+    after = rules_con.execute(query).fetchall()[0][0]
 
     assert before > 0
     assert after == 0

@@ -11,7 +11,6 @@ import pytest
 from duckmkt import strategy
 from duckmkt.errors import StrategyRuleError
 from duckmkt.scores import write_customer_scores
-from duckmkt.scoring import register
 
 SCORED_WITH_MACRO = """
 with scored as (
@@ -22,14 +21,6 @@ select customer_id, score.strategy, mkt.assign_strategy(score, f) as macro_strat
 from scored
 order by customer_id
 """
-
-
-@pytest.fixture
-def rules_con(small_db_copy, trained_model_dir):
-    con = duckdb.connect(str(small_db_copy))
-    register(con, trained_model_dir)
-    yield con
-    con.close()
 
 
 def strategies(con) -> tuple[list[str], list[str]]:
@@ -116,6 +107,20 @@ def test_default_rules_match_numpy_reference(rules_con, trained_model_dir):
     )
 
     assert [score["strategy"] for score in scores] == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [("recency_days > 'abc'", "cannot evaluate"), ("purchase_prob", "not true or false"), ("recency_days + 1", "DOUBLE")],
+)
+def test_strategy_condition_not_boolean_rejected(rules_con, condition, message):
+    # These parse, but would fail or match nearly everyone when scoring.
+    before = strategy.read_rules(rules_con)
+
+    with pytest.raises(StrategyRuleError, match=message):
+        strategy.set_rule(rules_con, "retention", condition=condition)
+    assert strategy.read_rules(rules_con) == before
+    assert rules_con.execute("select count(score_customer(f).strategy) from mkt.customer_features f").fetchall()[0][0] > 0
 
 
 @pytest.mark.parametrize(

@@ -152,3 +152,13 @@ def test_target_command_invalid_budget_is_one_error_line(scored_db):
     assert result.exit_code == 1
     assert result.output.strip().startswith("Error: --budget")
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [("100, -1, 0.3", "cost_per_contact is -1"), ("-5, 1, 0.3", "budget is -5"), ("NULL, 1, 0.3", "budget is NULL"), ("100, 1, 1.5", "margin is 1.5")],
+)
+def test_target_macro_rejects_bad_arguments(scored_con, arguments, message):
+    # The SQL macro checks what the CLI checks, so a negative cost cannot pick everyone.
+    with pytest.raises(duckdb.Error, match=message):
+        scored_con.execute(f"select count(*) from mkt.target_customers({arguments})").fetchall()

@@ -14,6 +14,21 @@ create or replace macro mkt.target_customers(budget, cost_per_contact, margin) a
 
 with
 
+-- The same checks as `duckmkt target`, so a bad argument is an error and
+-- not a plan that picks everyone or no one.
+checked_arguments as (
+    select
+        case
+            when budget is null or budget::double < 0
+                then error('mkt.target_customers: budget is ' || coalesce(budget::varchar, 'NULL') || '; it must be 0 or more.')
+            when cost_per_contact is null or cost_per_contact::double <= 0
+                then error('mkt.target_customers: cost_per_contact is ' || coalesce(cost_per_contact::varchar, 'NULL') || '; it must be more than 0.')
+            when margin is null or margin::double <= 0 or margin::double > 1
+                then error('mkt.target_customers: margin is ' || coalesce(margin::varchar, 'NULL') || '; it must be a share of spend in (0, 1], for example 0.3.')
+            else true
+        end as is_valid,
+),
+
 scores as (
     select * from mkt.customer_scores
 ),
@@ -41,10 +56,11 @@ candidates as (
         uplift.incremental_spend as uplift_spend,
         cost_per_contact::double * effects.cost_factor as contact_cost,
     from scores
+    cross join checked_arguments
     cross join effects
     left join rules on rules.code = scores.strategy
     left join uplift on uplift.customer_id = scores.customer_id and uplift.action = effects.action
-    where scores.expected_spend is not null
+    where scores.expected_spend is not null and checked_arguments.is_valid
 ),
 
 valued as (

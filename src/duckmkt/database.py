@@ -20,6 +20,12 @@ logger = logging.getLogger(__name__)
 STORAGE_COMPATIBILITY_VERSION = "v1.0.0"
 
 
+def _is_duckdb_file(path: Path) -> bool:
+    """Return whether ``path`` starts with DuckDB's file header (the magic bytes DUCK at offset 8)."""
+    with path.open("rb") as handle:
+        return handle.read(12)[8:12] == b"DUCK"
+
+
 def connect_database(path: str | Path, *, read_only: bool = False, create: bool = True) -> duckdb.DuckDBPyConnection:
     """Open the database at ``path`` and install the views.
 
@@ -33,6 +39,14 @@ def connect_database(path: str | Path, *, read_only: bool = False, create: bool 
         raise DuckmktError(_("{path} is a folder, not a database file; give the path of a .duckdb file.").format(path=path))
     if (read_only or not create) and not path.exists():
         raise DuckmktError(_("Database file {path} not found; create it with 'duckmkt load'.").format(path=path))
+    if path.is_file() and path.stat().st_size > 0 and not _is_duckdb_file(path):
+        # DuckDB 2.0.1 opens such a file as an empty in-memory database, so
+        # every write would be lost without an error.
+        raise DuckmktError(
+            _("{path} is not a DuckDB database file; the database comes first, as in 'duckmkt load shop.duckdb {path}'.").format(
+                path=path
+            )
+        )
     try:
         con = duckdb.connect(
             str(path), read_only=read_only, config={"storage_compatibility_version": STORAGE_COMPATIBILITY_VERSION}

@@ -83,6 +83,15 @@ def load_command(
         echo(report.summary())
         if report.kind == "orders" and report.line_status_counts:
             print_line_statuses(report.line_status_counts)
+    failed = [report for report in reports if report.n_rows_read > 0 and report.n_rows_rejected == report.n_rows_read]
+    if failed:
+        # The rejected rows are kept, and the next load of the same file is
+        # not skipped, so the user can fix the option and rerun.
+        raise InputFileError(
+            _("{file}: every {kind} row was rejected, so nothing was loaded; see raw.rejected_rows for the reasons, fix the cause (for example --date-format or --preset) and load the file again.").format(
+                file=Path(file).name, kind=failed[0].kind
+            )
+        )
     return reports
 
 

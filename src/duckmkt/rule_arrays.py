@@ -59,7 +59,7 @@ def compile_rules(conditions: Sequence[dict], thresholds: Mapping[str, float], n
         if kind not in ("boolean", "null"):
             raise Unsupported(f"a {kind} used as a condition")
         programs.append(program)
-    used = sorted({name for node in conditions for name in _column_names(node) if names.get(name) != "threshold"})
+    used = sorted({name for node in conditions for name in column_names(node) if names.get(name) != "threshold"})
 
     def first_true(columns: Columns, n_rows: int) -> np.ndarray:
         for name in used:
@@ -81,16 +81,17 @@ def compile_rules(conditions: Sequence[dict], thresholds: Mapping[str, float], n
     return first_true
 
 
-def _column_names(node) -> set[str]:
+def column_names(node) -> set[str]:
+    """Return the lower-cased column names a syntax tree refers to."""
     found: set[str] = set()
     if isinstance(node, dict):
         if node.get("class") == "COLUMN_REF":
             found.add(node["column_names"][0].lower())
         for value in node.values():
-            found |= _column_names(value)
+            found |= column_names(value)
     elif isinstance(node, list):
         for value in node:
-            found |= _column_names(value)
+            found |= column_names(value)
     return found
 
 

@@ -330,6 +330,40 @@ def validate_rules(rules: Sequence[StrategyRule], feature_names: Iterable[str] =
         seen_codes.add(rule.code)
         seen_priorities.add(rule.priority)
         parse_condition(rule.condition, rule.code, names)
+        _check_condition_type(rule, names)
+
+
+def _check_condition_type(rule: StrategyRule, names: Mapping[str, str]) -> None:
+    """Evaluate the condition once on a row of typed values; raise unless it gives a boolean.
+
+    The syntax check alone lets through conditions that only fail when
+    DuckDB binds them, such as a comparison of a number with 'abc', or that
+    are not true or false at all, such as a bare ``purchase_prob``.
+    """
+    sample_thresholds = {name: 0.5 for name, kind in names.items() if kind == "threshold"}
+    condition_sql = compile_condition(rule.condition, rule.code, sample_thresholds, names)
+    predictions = ", ".join(f"'{name}': 0.5::double" for name in PREDICTION_NAMES)
+    features = ", ".join(f"'{name}': 1.0::double" for name, kind in names.items() if kind == "feature")
+    checker = duckdb.connect()
+    try:
+        # A table, not constants, so that DuckDB casts and evaluates the
+        # condition as it does on a scoring batch.
+        checker.execute(f"create table sample as select {{{predictions}}} as scores, {{{features}}} as features")
+        kind = checker.execute(f"select typeof({condition_sql}), ({condition_sql}) from sample").fetchall()[0][0]
+    except duckdb.Error as error:
+        raise StrategyRuleError(
+            _("Strategy rule {code}: DuckDB cannot evaluate the condition ({error}); compare the predictions and features with numbers.").format(
+                code=rule.code, error=str(error).splitlines()[0]
+            )
+        ) from error
+    finally:
+        checker.close()
+    if kind not in ("BOOLEAN", '"NULL"', "NULL"):
+        raise StrategyRuleError(
+            _("Strategy rule {code}: the condition gives a {type}, not true or false; write a comparison such as 'purchase_prob >= purchase_prob_median'.").format(
+                code=rule.code, type=kind
+            )
+        )
 
 
 # --- Compilation ------------------------------------------------------------
@@ -339,7 +373,7 @@ def compile_condition(condition: str, code: str, thresholds: Mapping[str, float]
     """Return ``condition`` as SQL over the structs ``scores`` and ``features`` with thresholds inlined."""
     expression = parse_condition(condition, code, names)
     missing = sorted(
-        name for name in _column_names(expression) if names[name] == "threshold" and name not in thresholds
+        name for name in rule_arrays.column_names(expression) if names[name] == "threshold" and name not in thresholds
     )
     if missing:
         raise StrategyRuleError(
@@ -368,19 +402,6 @@ def compile_condition(condition: str, code: str, thresholds: Mapping[str, float]
         return f"CAST('{float(thresholds[match.group(1)])!r}' AS DOUBLE)"
 
     return re.sub(r'"?__threshold__"?\."?([a-z_][a-z0-9_]*)"?', literal, sql)
-
-
-def _column_names(node) -> set[str]:
-    found: set[str] = set()
-    if isinstance(node, dict):
-        if node.get("class") == "COLUMN_REF":
-            found.add(node["column_names"][0].lower())
-        for value in node.values():
-            found |= _column_names(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _column_names(value)
-    return found
 
 
 def _qualify_columns(node, names: Mapping[str, str]) -> None:

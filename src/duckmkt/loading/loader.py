@@ -45,9 +45,17 @@ def _quote_identifier(name: str) -> str:
 
 
 def _already_loaded(con: duckdb.DuckDBPyConnection, sha256: str, kind: str) -> bool:
+    # A load that rejected every row it read does not count, so the same file
+    # can be loaded again once the cause (a date format, a preset) is fixed.
     # DuckDB 2 keeps a result open until it is fetched to the end, so every
     # query here uses fetchall().
-    rows = con.execute("select load_id from raw.load_log where sha256 = ? and kind = ?", [sha256, kind]).fetchall()
+    rows = con.execute(
+        """
+        select load_id from raw.load_log
+        where sha256 = ? and kind = ? and not (n_rows_read > 0 and n_rows_rejected = n_rows_read)
+        """,
+        [sha256, kind],
+    ).fetchall()
     return bool(rows)
 
 
@@ -141,7 +149,6 @@ def _load_part(
     load_id = uuid.uuid4().hex
     n_read = source.n_rows
     rejected_by_reason = dict(converted.rejected.group_by("reason").len().sort("reason").iter_rows())
-
     con.execute("begin transaction")
     try:
         n_loaded, n_rejected_new = _store(con, converted, mapping.kind, load_id, path.name)

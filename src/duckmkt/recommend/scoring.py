@@ -238,6 +238,9 @@ def _k_values(k, n_rows: int) -> np.ndarray:
     if k is None:
         return np.full(n_rows, DEFAULT_K, dtype=np.int64)
     k = _combine(k)
+    if pat.is_null(k.type):
+        # A literal NULL arrives as a column of type null.
+        return np.full(n_rows, DEFAULT_K, dtype=np.int64)
     if not pat.is_integer(k.type):
         raise FeatureError(_("recommend_products: k has type {type}; pass an integer number of products, for example 10.").format(type=k.type))
     values = np.array([DEFAULT_K if value is None else value for value in k.to_pylist()], dtype=np.int64)

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from duckmkt import scoring, strategy
 from duckmkt.registry import METADATA_FILE, MODEL_FILE, load_metadata, verify_model
+from duckmkt.sql_views import sql_dir
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ def worker_scorer(payload: ModelPayload) -> scoring.Scorer:
         rules_db.register("rules_rows", payload.rules)
         rules_db.execute("create table mkt.strategy_rules as select * from rules_rows")
         rules_db.unregister("rules_rows")
+        # The evaluator notices rule changes through this view.
+        rules_db.execute((sql_dir() / "actions" / "strategy_rules_fingerprint.sql").read_text(encoding="utf-8"))
         scorer.rules = strategy.RuleEvaluator(rules_db, scorer.metadata["strategy_thresholds"], scorer.feature_names)
     _WORKER_SCORERS[key] = scorer
     return scorer
