@@ -113,7 +113,9 @@ final as (
         expected_net_value,
         cumulative_cost,
     from ranked
-    where cumulative_cost <= budget::double
+    -- coalesce keeps the optimizer from proving the result empty for a NULL
+    -- budget, which would skip checked_arguments and its error.
+    where cumulative_cost <= coalesce(budget::double, 0)
     order by pick_order
 )
 
