@@ -347,7 +347,7 @@ def _onnx_threads_for(con: duckdb.DuckDBPyConnection) -> int | None:
     Each DuckDB thread calls the UDF on its own batches, and ONNX Runtime
     releases the GIL while it runs, so one ONNX thread per call already keeps
     the cores busy. Two ONNX threads per call oversubscribed them: 1 M rows
-    scored about 20 % slower on 2 cores (benchmarks/bench_scoring.py).
+    of the scoring benchmark's table scored about 20 % slower on 2 cores.
     """
     threads = con.execute("select current_setting('threads')").fetchall()[0][0]
     return 1 if int(threads) > 1 else None
