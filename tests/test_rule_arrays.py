@@ -157,8 +157,8 @@ def test_rule_arrays_other_constructs_left_to_duckdb(condition):
 
 
 def test_rule_evaluator_nan_feature_matches_duckdb(batch):
-    # DuckDB orders NaN above every number; the evaluator must not answer
-    # from NumPy, where NaN compares false.
+    # DuckDB orders NaN above every number; the evaluator must not evaluate
+    # it in NumPy, where NaN compares false.
     predictions, features = batch
     recency = features.field("recency_days").to_numpy(zero_copy_only=False).copy()
     recency[::5] = np.nan
@@ -204,7 +204,8 @@ def test_score_customer_macro_unnest_and_cursor_agree(rules_con):
     # ONNX Runtime may round float32 sums differently in batches of other
     # sizes, so predictions agree to float32 precision; the rest exactly.
     for row, other in zip(on_connection, on_cursor, strict=True):
-        assert row[0] == other[0] and row[4:] == other[4:]
+        assert row[0] == other[0]
+        assert row[4:] == other[4:]
         assert row[1:4] == pytest.approx(other[1:4], rel=1e-5, abs=1e-6)
 
 

@@ -2,7 +2,7 @@
 -- interactions or profiles. Point in time: events and interactions are
 -- filtered with `< cutoff`, and a profile counts only when its customer
 -- signed up before the cutoff (or has no sign-up date).
--- Counts are NULL for a customer without rows in their source; the macro
+-- Counts are NULL for a customer without rows in their source. The macro
 -- mkt.customer_features_at turns them into 0 when the shop tracks that source
 -- (it has rows before the cutoff), because it also covers customers known
 -- only from sales. Recencies are in days (fractional). Sales are not read

@@ -232,7 +232,7 @@ class Scorer:
         return matrix
 
     def score_arrow_checked(self, structs: pa.Array | pa.ChunkedArray, fingerprints: pa.Array | pa.ChunkedArray) -> pa.StructArray:
-        """Score a batch whose query also passed the fingerprint of the rules it sees (see ``register``)."""
+        """Score a batch whose query passed the rules' fingerprint, read when the query was planned (see ``register``)."""
         fingerprint = fingerprints[0].as_py() if len(fingerprints) else None
         return self._score(structs, fingerprint)
 
@@ -243,7 +243,7 @@ class Scorer:
         return self._score(structs, None)
 
     def _score(self, structs: pa.Array | pa.ChunkedArray, rules_fingerprint: str | None) -> pa.StructArray:
-        """Score a batch; ``rules_fingerprint`` is that of ``mkt.strategy_rules`` as the query sees it, if known."""
+        """Score a batch; ``rules_fingerprint`` is the fingerprint of ``mkt.strategy_rules`` read for this query, or None."""
         if isinstance(structs, pa.ChunkedArray):
             structs = structs.combine_chunks()
         if not pat.is_struct(structs.type):
@@ -356,7 +356,7 @@ def _onnx_threads_for(con: duckdb.DuckDBPyConnection) -> int | None:
 def _register_checked_macro(con: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
     """Make ``score_customer`` on ``con`` look up the rules' fingerprint once per query, not per batch.
 
-    Without it, the UDF asks DuckDB for the fingerprint on every batch of
+    Without it, the UDF queries DuckDB for the fingerprint on every batch of
     2,048 rows, which cost about a third of the scoring time. The function
     that reads it takes no argument and has no side effects, so DuckDB's
     optimizer folds it to a constant when it plans each query (also for

@@ -667,7 +667,7 @@ class RuleEvaluator:
     def evaluate(self, predictions: Mapping[str, np.ndarray], features: pa.StructArray, *, fingerprint: str | None = None) -> pa.Array:
         """Return the strategy code of each row of a batch of predictions and feature structs.
 
-        ``fingerprint``: the rules' fingerprint as the calling query sees it, if known.
+        ``fingerprint``: the rules' fingerprint read when the calling query was planned, or None.
         """
         with self._lock:
             compiled = self._current(fingerprint)

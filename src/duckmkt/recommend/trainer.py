@@ -342,7 +342,7 @@ def _similarity_at(con: duckdb.DuckDBPyConnection, cutoff: date, vocabulary: lis
 def export_onnx(model: keras.Model, similarity: np.ndarray) -> bytes:
     """Convert ``model`` to ONNX with the co-purchase ``similarity`` as a constant.
 
-    The inputs are ``INPUT_NAMES`` and the output ``scores`` holds softmax
+    The inputs are ``INPUT_NAMES`` and the output ``scores`` contains softmax
     probabilities [N, products].
     """
     n_products = similarity.shape[0]
