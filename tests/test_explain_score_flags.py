@@ -83,3 +83,33 @@ def test_score_customer_flags_every_row(scoring_con):
 
     assert counts[0] > 0
     assert counts == (counts[0], counts[0], counts[0])
+
+
+@pytest.mark.parametrize("n_columns", [29, 52, 60])
+def test_names_per_row_matches_cell_by_cell_listing(n_columns):
+    import numpy as np
+
+    from duckmkt.score_flags import _names_per_row
+
+    rng = np.random.default_rng(n_columns)
+    names = [f"f{column}" for column in range(n_columns)]
+    mask = rng.random((3000, n_columns)) < 0.05
+    # Rows with the last column set check the highest bit of each row's code.
+    mask[::7, -1] = True
+    mask[5] = False
+
+    listed = _names_per_row(mask, names).to_pylist()
+
+    assert listed == [[names[column] for column in np.flatnonzero(row)] for row in mask]
+    assert listed[5] == []
+
+
+def test_names_per_row_without_flags_gives_empty_lists():
+    import numpy as np
+
+    from duckmkt.score_flags import _names_per_row
+
+    listed = _names_per_row(np.zeros((4, 3), dtype=bool), ["a", "b", "c"])
+
+    assert listed.to_pylist() == [[], [], [], []]
+    assert listed.type.value_type == "string"

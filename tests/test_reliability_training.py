@@ -143,11 +143,13 @@ def test_train_killed_while_starting(promoted_db):
 def test_train_killed_during_epochs(promoted_db):
     db, models_dir = promoted_db
     process = start_training(db, models_dir)
-    # The first line on stdout is the first epoch's progress.
-    first_line = process.stdout.readline()
+    # Lines about reading the data come first, then one per epoch.
+    lines = []
+    while not lines or not lines[-1].startswith(("Epoch 1/", "Traceback")) and lines[-1]:
+        lines.append(process.stdout.readline())
     kill(process)
 
-    assert first_line.startswith("Epoch 1/"), first_line
+    assert lines[-1].startswith("Epoch 1/"), lines
     assert_registry_consistent(db, models_dir)
     completed = subprocess.run(
         [sys.executable, "-m", "duckmkt", "models", "list", str(db)], capture_output=True, text=True, timeout=120, check=False

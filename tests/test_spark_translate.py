@@ -20,8 +20,10 @@ def test_read_objects_finds_macro_parameters():
     objects = read_objects()
 
     assert objects["mkt.customer_features_at"].kind == "macro"
-    assert objects["mkt.customer_features_at"].parameters == ("cutoff",)
-    assert objects["mkt.customer_labels_at"].parameters == ("cutoff", "horizon_days", "churn_horizon_days")
+    assert objects["mkt.customer_features_at"].parameters == ("cutoff", "staged_lines")
+    assert objects["mkt.customer_features_at"].required == ("cutoff",)
+    assert objects["mkt.customer_features_at"].defaults == (("staged_lines", "mkt.stg_order_lines"),)
+    assert objects["mkt.customer_labels_at"].required == ("cutoff", "horizon_days", "churn_horizon_days")
     assert objects["mkt.int_orders"].kind == "view"
     assert objects["raw.order_lines"].kind == "table"
 
@@ -106,3 +108,41 @@ def test_translate_windowed_avg_unsupported():
 
 def test_spark_view_name_schema_prefix():
     assert spark_view_name("mkt.int_orders") == "mkt__int_orders"
+
+
+def test_translate_query_table_default_reads_staging_view():
+    objects = read_objects()
+
+    for name, arguments in (
+        ("mkt.customer_labels_at", {"cutoff": date(2011, 9, 1), "horizon_days": 60, "churn_horizon_days": 120}),
+        ("mkt.purchase_days_at", {"cutoff": date(2011, 9, 1), "horizon_days": 60}),
+    ):
+        sql = translate(objects[name], arguments)
+        assert "mkt__stg_order_lines" in sql, name
+        assert "query_table" not in sql.lower(), name
+
+
+def test_references_follow_query_table_default():
+    from duckmkt.spark.translate import references
+
+    objects = read_objects()
+
+    assert "mkt.stg_order_lines" in references(objects["mkt.customer_labels_at"])
+    assert "mkt.stg_order_lines" in references(objects["mkt.customer_features_at"])
+
+
+def test_translate_query_table_bound_to_other_table():
+    macro = SqlObject(
+        "mkt.example", "macro", "features", ("cutoff", "staged_lines"), "select * from query_table(staged_lines)",
+        path=None, defaults=(("staged_lines", "mkt.stg_order_lines"),),
+    )
+
+    sql = translate(macro, {"cutoff": date(2011, 1, 2), "staged_lines": "mkt.other_lines"})
+
+    assert "mkt__other_lines" in sql
+    assert "mkt__stg_order_lines" not in sql
+
+
+def test_translate_query_table_without_schema_names_construct():
+    with pytest.raises(SparkTranslationError, match=r"mkt\.example.*query_table"):
+        translate(_view("select * from query_table('lines')"))

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 
 from duckmkt import features
+from duckmkt.sql_views import sql_dir
 from duckmkt.errors import DataError, DuckmktError
 from duckmkt.training import CustomerModelTrainer, resolve_window, train
-from duckmkt.training.baselines import LogisticRegressionIRLS, last_window_spend
-from duckmkt.training.dataset import load_rows
+from duckmkt.training.trainer import DataProgress, EpochProgress
+from duckmkt.training.baselines import LogisticRegressionIRLS, last_window_spend, last_window_totals
+from duckmkt.training.dataset import CACHED_LINES_TABLE, cached_order_lines, load_rows
 from duckmkt.training.metrics import log_loss, mean_absolute_error, roc_auc
 
 pytestmark = pytest.mark.train
@@ -169,12 +172,76 @@ def test_trainer_fit_learned_state(fitted_trainer):
 
 
 def test_trainer_progress_once_per_epoch(fitted_trainer):
-    trainer, epochs = fitted_trainer
+    trainer, events = fitted_trainer
+    epochs = [event for event in events if isinstance(event, EpochProgress)]
 
     assert [event.epoch for event in epochs] == list(range(1, trainer.n_epochs_ + 1))
     assert all(event.epochs == 4 for event in epochs)
     assert all(np.isfinite(event.loss) and np.isfinite(event.val_loss) for event in epochs)
     assert "Epoch 1/4" in epochs[0].message()
+
+
+def test_trainer_reports_data_steps_before_epochs(fitted_trainer):
+    trainer, events = fitted_trainer
+    steps = [event for event in events if isinstance(event, DataProgress)]
+
+    # One step for the cleaning, then one per cutoff, all before the first epoch.
+    assert len(steps) == 1 + len(trainer.train_cutoffs_) + 1
+    assert events[: len(steps)] == steps
+    assert steps[0].cutoff is None
+    assert steps[0].rows > trainer.train_rows_.n_rows
+    assert [step.cutoff for step in steps[1:]] == [*trainer.train_cutoffs_, trainer.window_.validation_cutoff]
+    assert steps[-1].rows == trainer.validation_rows_.n_rows
+    assert "Cleaned the order lines" in steps[0].message()
+    assert str(trainer.window_.validation_cutoff) in steps[-1].message()
+
+
+def test_cached_order_lines_give_the_same_rows(small_con):
+    window = resolve_window(small_con)
+    expected = load_rows(small_con, window.validation_cutoff, window)
+
+    with cached_order_lines(small_con) as staged_lines:
+        cached_window = resolve_window(small_con, staged_lines=staged_lines)
+        rows = load_rows(small_con, window.validation_cutoff, window, staged_lines=staged_lines)
+        cached_spend = last_window_totals(
+            small_con, window.validation_cutoff, rows.customer_ids, window.horizon_days, staged_lines
+        )
+
+    assert cached_window == window
+    np.testing.assert_array_equal(rows.customer_ids, expected.customer_ids)
+    np.testing.assert_array_equal(rows.matrix, expected.matrix)
+    for label, values in expected.labels.items():
+        np.testing.assert_array_equal(rows.labels[label], values, err_msg=label)
+    spend = last_window_totals(small_con, window.validation_cutoff, rows.customer_ids, window.horizon_days)
+    np.testing.assert_array_equal(cached_spend[0], spend[0])
+    np.testing.assert_array_equal(cached_spend[1], spend[1])
+    # The copy is dropped on exit, also from a read-only connection.
+    temporary = small_con.execute("select table_name from duckdb_tables() where temporary").fetchall()
+    assert (CACHED_LINES_TABLE,) not in temporary
+
+
+def test_trainer_reads_old_macros_without_cache(small_db, tmp_path, caplog):
+    # A database written by an older duckmkt: purchase_days_at without staged_lines.
+    old_db = tmp_path / "old.duckdb"
+    old_db.write_bytes(small_db.read_bytes())
+    con = duckdb.connect(str(old_db))
+    macro = (Path(sql_dir()) / "labels" / "purchase_days_at.sql").read_text()
+    macro = macro.replace(", staged_lines := 'mkt.stg_order_lines'", "").replace("query_table(staged_lines)", "mkt.stg_order_lines")
+    con.execute(macro)
+    con.close()
+
+    con = duckdb.connect(str(old_db), read_only=True)
+    events = []
+    try:
+        with caplog.at_level("WARNING", logger="duckmkt.training.trainer"):
+            trainer = CustomerModelTrainer(epochs=1, seed=0).fit(con, progress=events.append)
+    finally:
+        con.close()
+
+    assert "predate cached order lines" in caplog.text
+    steps = [event for event in events if isinstance(event, DataProgress)]
+    assert [step.cutoff for step in steps] == [*trainer.train_cutoffs_, trainer.window_.validation_cutoff]
+    assert trainer.validation_rows_.n_rows >= 50
 
 
 def test_trainer_same_seed_same_predictions(small_db, fitted_trainer):

@@ -9,7 +9,10 @@
 -- lines three times. The macro reads the kept lines of mkt.stg_order_lines once
 -- into a materialized CTE and builds sales, orders and returns from it, with
 -- the same definitions as those views (tests/test_features.py checks that).
-create or replace macro mkt.customer_features_at(cutoff) as table
+-- staged_lines names the relation of staged order lines to read: the staging
+-- view unless the caller gives a table with its columns, as a training run
+-- does to clean the lines once for all its cutoffs.
+create or replace macro mkt.customer_features_at(cutoff, staged_lines := 'mkt.stg_order_lines') as table
 
 with
 
@@ -22,7 +25,7 @@ order_lines as materialized (
         quantity,
         amount,
         line_status,
-    from mkt.stg_order_lines
+    from query_table(staged_lines)
     where line_status in ('sale', 'cancellation', 'return')
         and ordered_at < cutoff::timestamp
 ),

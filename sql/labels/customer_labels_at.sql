@@ -2,12 +2,23 @@
 -- same customers as mkt.customer_features_at(cutoff)). Labels look forward
 -- only: purchased and spend over [cutoff, cutoff + horizon_days), churned
 -- when there is no sale in [cutoff, cutoff + churn_horizon_days).
-create or replace macro mkt.customer_labels_at(cutoff, horizon_days, churn_horizon_days) as table
+create or replace macro mkt.customer_labels_at(
+    cutoff, horizon_days, churn_horizon_days, staged_lines := 'mkt.stg_order_lines'
+) as table
 
 with
 
-orders as (
-    select * from mkt.int_orders
+-- As mkt.int_orders, built from the staged lines the caller names (see
+-- mkt.customer_features_at); read once, though two steps below use it.
+orders as materialized (
+    select
+        customer_id,
+        order_id,
+        min(ordered_at) as ordered_at,
+        sum(amount) as order_value,
+    from query_table(staged_lines)
+    where line_status = 'sale'
+    group by customer_id, order_id
 ),
 
 active as (

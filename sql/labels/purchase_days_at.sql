@@ -2,12 +2,21 @@
 -- n_purchase_days counts the distinct days with a sale in
 -- [cutoff, cutoff + horizon_days): the "purchases" that BG/NBD counts, so
 -- several orders on one day are one purchase. Looks forward only.
-create or replace macro mkt.purchase_days_at(cutoff, horizon_days) as table
+create or replace macro mkt.purchase_days_at(cutoff, horizon_days, staged_lines := 'mkt.stg_order_lines') as table
 
 with
 
-orders as (
-    select * from mkt.int_orders
+-- As mkt.int_orders, built from the staged lines the caller names (see
+-- mkt.customer_features_at); read once, though two steps below use it.
+orders as materialized (
+    select
+        customer_id,
+        order_id,
+        min(ordered_at) as ordered_at,
+        sum(amount) as order_value,
+    from query_table(staged_lines)
+    where line_status = 'sale'
+    group by customer_id, order_id
 ),
 
 active as (

@@ -40,16 +40,21 @@ def _names_per_row(mask: np.ndarray, feature_names: Sequence[str]) -> pa.ListArr
     list once and the rows take theirs by index. That is several times faster
     than listing every true cell of a scoring batch.
     """
-    n_columns = mask.shape[1]
-    if n_columns > 62:
+    n_rows, n_columns = mask.shape
+    if not mask.any():
+        # The common batch without flags: every row gets the empty list.
+        return pa.ListArray.from_arrays(pa.array(np.zeros(n_rows + 1, dtype=np.int32)), pa.array([], type=pa.string()))
+    if n_columns > 52:
         rows, columns = np.nonzero(mask)
-        offsets = np.zeros(mask.shape[0] + 1, dtype=np.int32)
-        np.cumsum(np.bincount(rows, minlength=mask.shape[0]), out=offsets[1:])
+        offsets = np.zeros(n_rows + 1, dtype=np.int32)
+        np.cumsum(np.bincount(rows, minlength=n_rows), out=offsets[1:])
         values = pa.array(feature_names, type=pa.string()).take(pa.array(columns))
         return pa.ListArray.from_arrays(pa.array(offsets), values)
 
-    codes = mask.astype(np.int64) @ (np.int64(1) << np.arange(n_columns, dtype=np.int64))
-    distinct, inverse = np.unique(codes, return_inverse=True)
+    # Each row's mask as one number; a float64 product holds 52 bits exactly
+    # and runs on BLAS, about twice as fast as the same product in int64.
+    codes = mask.astype(np.float64) @ np.exp2(np.arange(n_columns))
+    distinct, inverse = np.unique(codes.astype(np.int64), return_inverse=True)
     lists = pa.array(
         [[feature_names[column] for column in range(n_columns) if (int(code) >> column) & 1] for code in distinct],
         type=pa.list_(pa.string()),
@@ -58,10 +63,17 @@ def _names_per_row(mask: np.ndarray, feature_names: Sequence[str]) -> pa.ListArr
 
 
 def data_quality_flags(
-    matrix: np.ndarray, metadata: Mapping[str, object], feature_names: Sequence[str]
+    matrix: np.ndarray,
+    metadata: Mapping[str, object],
+    feature_names: Sequence[str],
+    bounds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[pa.ListArray, pa.ListArray]:
-    """Return (imputed_features, out_of_range_features) lists for each row of the float32 feature matrix."""
-    minimum, maximum, used = feature_bounds(metadata, feature_names)
+    """Return (imputed_features, out_of_range_features) lists for each row of the float32 feature matrix.
+
+    ``bounds`` is ``feature_bounds(metadata, feature_names)``, which a caller
+    scoring many batches computes once.
+    """
+    minimum, maximum, used = feature_bounds(metadata, feature_names) if bounds is None else bounds
     finite = np.isfinite(matrix)
     imputed = ~finite & used
     with np.errstate(invalid="ignore"):

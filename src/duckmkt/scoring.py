@@ -31,7 +31,7 @@ from duckmkt.errors import FeatureError, ModelError
 from duckmkt.i18n import _
 from duckmkt.recommend.scoring import register_recommender
 from duckmkt.registry import load_metadata, verify_model
-from duckmkt.score_flags import data_quality_flags
+from duckmkt.score_flags import data_quality_flags, feature_bounds
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,8 @@ class Scorer:
     # used without a connection evaluates the shipped default rules.
     rules: strategy.RuleEvaluator | None = None
     _versions: pa.Array | None = field(default=None, repr=False)
+    # feature_bounds of the metadata, computed at the first batch.
+    _bounds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def rule_evaluator(self) -> strategy.RuleEvaluator:
         if self.rules is None:
@@ -264,7 +266,9 @@ class Scorer:
         # meaning the macro mkt.assign_strategy gives them.
         arrays.append(self.rule_evaluator().evaluate(predictions, structs, fingerprint=rules_fingerprint))
         arrays.append(self._version_column(n_rows))
-        arrays.extend(data_quality_flags(matrix, self.metadata, self.feature_names))
+        if self._bounds is None:
+            self._bounds = feature_bounds(self.metadata, self.feature_names)
+        arrays.extend(data_quality_flags(matrix, self.metadata, self.feature_names, self._bounds))
 
         # Validity of the struct itself: a NULL row gets a NULL score.
         mask = structs.is_null() if structs.null_count else None

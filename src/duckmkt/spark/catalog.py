@@ -103,7 +103,7 @@ class SparkCatalog:
     def macro(self, name: str, *values: Literal) -> str:
         """Create the Spark view of table macro ``name`` with ``values`` bound; return the view name."""
         sql_object = self._object(name)
-        if sql_object.kind != "macro" or len(values) != len(sql_object.parameters):
+        if sql_object.kind != "macro" or not len(sql_object.required) <= len(values) <= len(sql_object.parameters):
             raise DuckmktError(
                 _("{name} takes the parameters ({parameters}); got {count} values.").format(
                     name=name, parameters=", ".join(sql_object.parameters), count=len(values)

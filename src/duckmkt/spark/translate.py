@@ -54,6 +54,8 @@ _HEADER = re.compile(
     r"(?:\((?P<parameters>[^)]*)\))?\s+as\s+(?P<table>table\s+)?",
     re.IGNORECASE,
 )
+# `name := 'text'` in a macro header: an optional parameter and its default.
+_DEFAULT = re.compile(r"(?P<name>\w+)\s*:=\s*'(?P<value>[^']*)'")
 _TABLE_HEADER = re.compile(r"create\s+table\s+if\s+not\s+exists\s+(?P<name>\w+\.\w+)", re.IGNORECASE)
 _LINE_COMMENT = re.compile(r"--[^\n]*")
 
@@ -74,6 +76,14 @@ class SqlObject:
     parameters: tuple[str, ...]
     body: str  # the query after the header; empty for a table
     path: Path
+    # (name, value) of the parameters that have a default, which callers may omit.
+    defaults: tuple[tuple[str, Literal], ...] = ()
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The parameters without a default."""
+        optional = dict(self.defaults)
+        return tuple(name for name in self.parameters if name not in optional)
 
 
 def read_objects(root: Path | None = None) -> dict[str, SqlObject]:
@@ -83,14 +93,29 @@ def read_objects(root: Path | None = None) -> dict[str, SqlObject]:
         text = _LINE_COMMENT.sub("", sql_file.text())
         header = _HEADER.search(text)
         if header is not None:
-            parameters = tuple(p.strip() for p in (header["parameters"] or "").split(",") if p.strip())
+            parameters, defaults = _parameters(header["parameters"] or "")
             kind = "macro" if header["kind"].lower() == "macro" else "view"
             objects[sql_file.name] = SqlObject(
-                sql_file.name, kind, sql_file.layer, parameters, text[header.end():], sql_file.path
+                sql_file.name, kind, sql_file.layer, parameters, text[header.end():], sql_file.path, defaults
             )
         elif _TABLE_HEADER.search(text):
             objects[sql_file.name] = SqlObject(sql_file.name, "table", sql_file.layer, (), "", sql_file.path)
     return objects
+
+
+def _parameters(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, Literal], ...]]:
+    """Split a macro header's parameter list into the names and the (name, default) pairs."""
+    names, defaults = [], []
+    for parameter in (p.strip() for p in text.split(",")):
+        if not parameter:
+            continue
+        default = _DEFAULT.fullmatch(parameter)
+        if default is None:
+            names.append(parameter)
+        else:
+            names.append(default["name"])
+            defaults.append((default["name"], default["value"]))
+    return tuple(names), tuple(defaults)
 
 
 def spark_view_name(name: str) -> str:
@@ -121,7 +146,7 @@ def translate(
     that contains a macro called from this one. Raises SparkTranslationError
     when the SQL uses a construct Spark cannot express.
     """
-    arguments = dict(arguments or {})
+    arguments = {**dict(sql_object.defaults), **dict(arguments or {})}
     if sql_object.kind == "table":
         raise SparkTranslationError(
             _("{name} is a table, not a view; load its rows into Spark instead of translating it.").format(
@@ -170,11 +195,19 @@ def _apply(rule, tree: exp.Expression, context: _Context) -> exp.Expression:
 def references(sql_object: SqlObject) -> set[str]:
     """Return the ``schema.name`` objects a view or macro reads, macro calls included."""
     tree = sqlglot.parse_one(sql_object.body, read="duckdb")
+    defaults = dict(sql_object.defaults)
     found = set()
     for table in tree.find_all(exp.Table):
+        inner = table.this
+        if _is_query_table(inner):
+            argument = inner.expressions[0] if inner.expressions else None
+            if isinstance(argument, exp.Column) and argument.name in defaults:
+                found.add(str(defaults[argument.name]))
+            elif isinstance(argument, exp.Literal) and argument.is_string:
+                found.add(argument.name)
+            continue
         if table.args.get("db") is None:
             continue
-        inner = table.this
         name = inner.name if isinstance(inner, exp.Anonymous) else table.name
         found.add(f"{table.db}.{name}")
     return found
@@ -223,11 +256,28 @@ def bind_parameters(node: exp.Expression, context: _Context) -> exp.Expression:
     return node
 
 
+def _is_query_table(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Anonymous) and node.name.lower() == "query_table"
+
+
 def rename_tables(node: exp.Expression, context: _Context) -> exp.Expression:
-    """Point ``schema.name`` at its Spark view, and a macro call at the view the resolver returns."""
-    if not isinstance(node, exp.Table) or node.args.get("db") is None:
+    """Point ``schema.name`` at its Spark view, and a macro call at the view the resolver returns.
+
+    ``query_table('schema.name')``, with the name bound from a parameter by
+    then, points at the same view as ``schema.name`` would.
+    """
+    if not isinstance(node, exp.Table):
         return node
     inner = node.this
+    if _is_query_table(inner):
+        arguments = inner.expressions
+        value = _literal_value(arguments[0], context, "query_table") if len(arguments) == 1 else None
+        if not isinstance(value, str) or "." not in value:
+            raise _unsupported(context, _("query_table() with an argument other than one 'schema.name' text"))
+        context.references.add(value)
+        return exp.Table(this=exp.to_identifier(spark_view_name(value)), alias=node.args.get("alias"))
+    if node.args.get("db") is None:
+        return node
     if isinstance(inner, exp.Anonymous):
         name = f"{node.db}.{inner.name}"
         values = tuple(_literal_value(argument, context, name) for argument in inner.expressions)

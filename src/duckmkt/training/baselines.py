@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 
 from duckmkt.evaluation.logistic import LogisticRegressionIRLS
-from duckmkt.training.dataset import LabeledRows
+from duckmkt.training.dataset import LabeledRows, orders_relation
 from duckmkt.training.metrics import head_metrics
 
 logger = logging.getLogger(__name__)
@@ -66,14 +66,21 @@ def last_window_spend(con: duckdb.DuckDBPyConnection, rows: LabeledRows, horizon
 
 
 def last_window_totals(
-    con: duckdb.DuckDBPyConnection, cutoff: date, customer_ids: np.ndarray, horizon_days: int
+    con: duckdb.DuckDBPyConnection,
+    cutoff: date,
+    customer_ids: np.ndarray,
+    horizon_days: int,
+    staged_lines: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return each customer's spend and distinct order days in [cutoff - horizon_days, cutoff)."""
+    """Return each customer's spend and distinct order days in [cutoff - horizon_days, cutoff).
+
+    Orders come from ``staged_lines`` when given (see ``dataset.cached_order_lines``).
+    """
     start = cutoff - timedelta(days=horizon_days)
     result = con.execute(
-        """
+        f"""
         select customer_id, sum(order_value)::double as spend, count(distinct ordered_at::date)::double as n_days
-        from mkt.int_orders
+        from {orders_relation(staged_lines)}
         where ordered_at >= ?::timestamp and ordered_at < ?::timestamp
         group by customer_id
         """,
@@ -86,7 +93,11 @@ def last_window_totals(
 
 
 def baseline_predictions(
-    con: duckdb.DuckDBPyConnection, train: LabeledRows, validation: LabeledRows, horizon_days: int
+    con: duckdb.DuckDBPyConnection,
+    train: LabeledRows,
+    validation: LabeledRows,
+    horizon_days: int,
+    staged_lines: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Fit the RFM baselines on ``train`` and return their predictions on ``validation``."""
     scaler = RFMScaler().fit(train)
@@ -99,13 +110,17 @@ def baseline_predictions(
         predictions[head] = classifier.predict_proba(validation_x)
         logger.debug("RFM baseline for %s converged in %d Newton steps", head, classifier.n_iter_)
     predictions["expected_spend"], predictions["expected_purchases"] = last_window_totals(
-        con, validation.cutoff, validation.customer_ids, horizon_days
+        con, validation.cutoff, validation.customer_ids, horizon_days, staged_lines
     )
     return predictions
 
 
 def baseline_metrics(
-    con: duckdb.DuckDBPyConnection, train: LabeledRows, validation: LabeledRows, horizon_days: int
+    con: duckdb.DuckDBPyConnection,
+    train: LabeledRows,
+    validation: LabeledRows,
+    horizon_days: int,
+    staged_lines: str | None = None,
 ) -> dict[str, float]:
     """Return the baseline metrics on the validation rows, keyed like the model's metrics."""
-    return head_metrics(validation.labels, baseline_predictions(con, train, validation, horizon_days))
+    return head_metrics(validation.labels, baseline_predictions(con, train, validation, horizon_days, staged_lines))

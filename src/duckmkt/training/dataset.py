@@ -10,6 +10,8 @@ training.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -28,6 +30,11 @@ DEFAULT_CHURN_HORIZON_DAYS = 120
 
 # Fewer rows than this give metrics too noisy to compare with the baselines.
 MIN_ROWS = 50
+
+# The temporary table a training run copies the staged order lines into, and
+# the columns of mkt.stg_order_lines that the feature and label macros read.
+CACHED_LINES_TABLE = "duckmkt_training_lines"
+CACHED_LINE_COLUMNS = ("customer_id", "order_id", "ordered_at", "product_id", "quantity", "amount", "line_status")
 
 LABEL_COLUMNS = ("purchased", "spend", "churned", "n_purchases")
 BINARY_LABELS = ("purchased", "churned")
@@ -140,10 +147,63 @@ def _check_positive_days(value: int, setting: str) -> int:
     return int(value)
 
 
-def sale_day_range(con: duckdb.DuckDBPyConnection) -> tuple[date, date]:
-    """Return the days of the first and the latest sale in ``mkt.int_orders``."""
+@contextmanager
+def cached_order_lines(con: duckdb.DuckDBPyConnection) -> Iterator[str]:
+    """Copy the kept lines of ``mkt.stg_order_lines`` into a temporary table; yield its name, drop it on exit.
+
+    The staging view cleans the raw lines again in every query that reads it,
+    and its duplicate check is most of a feature pass. A training run reads
+    features and labels at several cutoffs (five macro calls per cutoff), so
+    it cleans the lines once here and passes the table to the macros as
+    ``staged_lines``.
+    """
+    con.execute(
+        f"""
+        create or replace temp table {CACHED_LINES_TABLE} as
+        select {", ".join(CACHED_LINE_COLUMNS)}
+        from mkt.stg_order_lines
+        where line_status in ('sale', 'cancellation', 'return')
+        """
+    )
+    try:
+        yield CACHED_LINES_TABLE
+    finally:
+        con.execute(f"drop table if exists temp.main.{CACHED_LINES_TABLE}")
+
+
+# The macros that read order lines and take a staged_lines parameter.
+STAGED_LINE_MACROS = ("customer_features_at", "customer_labels_at", "purchase_days_at")
+
+
+def macros_take_staged_lines(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this database's feature and label macros accept ``staged_lines``.
+
+    A database last opened for writing by an older duckmkt keeps macros
+    without it until it is opened for writing again; a read-only connection
+    cannot reinstall them.
+    """
+    rows = con.execute(
+        "select function_name, parameters from duckdb_functions() where schema_name = 'mkt' and function_name in ?",
+        [list(STAGED_LINE_MACROS)],
+    ).fetchall()
+    taking = {name for name, parameters in rows if "staged_lines" in parameters}
+    return taking == set(STAGED_LINE_MACROS)
+
+
+def orders_relation(staged_lines: str | None = None) -> str:
+    """Return the SQL of the orders to read: ``mkt.int_orders``, or the same orders built from ``staged_lines``."""
+    if staged_lines is None:
+        return "mkt.int_orders"
+    return (
+        "(select customer_id, order_id, min(ordered_at) as ordered_at, sum(amount) as order_value "
+        f"from {staged_lines} where line_status = 'sale' group by customer_id, order_id)"
+    )
+
+
+def sale_day_range(con: duckdb.DuckDBPyConnection, staged_lines: str | None = None) -> tuple[date, date]:
+    """Return the days of the first and the latest sale (orders of ``orders_relation(staged_lines)``)."""
     first, last = con.execute(
-        "select min(ordered_at)::date, max(ordered_at)::date from mkt.int_orders"
+        f"select min(ordered_at)::date, max(ordered_at)::date from {orders_relation(staged_lines)}"
     ).fetchall()[0]
     if first is None:
         raise DataError(_("The database has no sales; load order lines with 'duckmkt load' first."))
@@ -157,6 +217,7 @@ def resolve_window(
     churn_horizon_days: int | None = None,
     train_cutoff: date | str | None = None,
     validation_cutoff: date | str | None = None,
+    staged_lines: str | None = None,
 ) -> TrainingWindow:
     """Fill unset cutoffs and horizons from the data and check the window.
 
@@ -183,7 +244,7 @@ def resolve_window(
             )
         )
 
-    first_sale_day, last_sale_day = sale_day_range(con)
+    first_sale_day, last_sale_day = sale_day_range(con, staged_lines)
     # A label window [cutoff, cutoff + churn_horizon_days) is fully observed
     # only when it ends on or before the day after the latest sale.
     data_end = last_sale_day + timedelta(days=1)
@@ -261,28 +322,38 @@ def load_rows(
     cutoff: date,
     window: TrainingWindow,
     feature_names: tuple[str, ...] | None = None,
+    staged_lines: str | None = None,
 ) -> LabeledRows:
     """Read the features and labels of every customer active before ``cutoff``.
 
     Feature columns follow ``feature_names`` (``duckmkt.features.FEATURE_NAMES``
     read at call time when None). NULL features become NaN in a float32 matrix.
+    The macros read ``staged_lines`` (see ``cached_order_lines``) when given,
+    else the staging view.
     """
     feature_names = tuple(features.FEATURE_NAMES) if feature_names is None else tuple(feature_names)
+    params = {
+        "cutoff": cutoff.isoformat(),
+        "horizon_days": window.horizon_days,
+        "churn_horizon_days": window.churn_horizon_days,
+    }
+    # The macros' own default stands when no table is given, so a database
+    # whose macros take no staged_lines (the one Spark training fills) works.
+    lines = ""
+    if staged_lines is not None:
+        lines = ", staged_lines := $staged_lines"
+        params["staged_lines"] = staged_lines
     relation = con.sql(
-        """
+        f"""
         select features.*, labels.purchased, labels.spend, labels.churned, days.n_purchase_days
-        from mkt.customer_features_at($cutoff::date) as features
-        inner join mkt.customer_labels_at($cutoff::date, $horizon_days, $churn_horizon_days) as labels
+        from mkt.customer_features_at($cutoff::date{lines}) as features
+        inner join mkt.customer_labels_at($cutoff::date, $horizon_days, $churn_horizon_days{lines}) as labels
             using (customer_id)
-        inner join mkt.purchase_days_at($cutoff::date, $horizon_days) as days
+        inner join mkt.purchase_days_at($cutoff::date, $horizon_days{lines}) as days
             using (customer_id)
         order by customer_id
         """,
-        params={
-            "cutoff": cutoff.isoformat(),
-            "horizon_days": window.horizon_days,
-            "churn_horizon_days": window.churn_horizon_days,
-        },
+        params=params,
     )
     frame = relation.pl()
 

@@ -60,7 +60,29 @@ class EpochProgress:
         )
 
 
-ProgressCallback = Callable[[EpochProgress], None]
+@dataclass(frozen=True)
+class DataProgress:
+    """One step of reading the training data, passed to the ``progress`` callback.
+
+    ``cutoff`` is None for the step that cleans the order lines once.
+    """
+
+    rows: int
+    seconds: float
+    cutoff: date | None = None
+
+    def message(self) -> str:
+        if self.cutoff is None:
+            return _("Cleaned the order lines once for every cutoff: {rows:,} lines kept, {seconds:.1f} s").format(
+                rows=self.rows, seconds=self.seconds
+            )
+        return _("Read features and labels at {cutoff}: {rows:,} customers, {seconds:.1f} s").format(
+            cutoff=self.cutoff.isoformat(), rows=self.rows, seconds=self.seconds
+        )
+
+
+# Receives an EpochProgress or a DataProgress; both have message().
+ProgressCallback = Callable[[EpochProgress | DataProgress], None]
 
 
 class _ProgressReporter(keras.callbacks.Callback):
@@ -141,6 +163,10 @@ class CustomerModelTrainer:
     seed : int
         Seed of Python, numpy and TensorFlow, set before each candidate, so a
         rerun on the same data with the same candidates gives the same model.
+    cache_order_lines : bool
+        Clean the order lines once into a temporary table that every cutoff
+        reads (``dataset.cached_order_lines``). False reads the macros as they
+        are, for a database without ``mkt.stg_order_lines``.
     """
 
     def __init__(
@@ -164,6 +190,7 @@ class CustomerModelTrainer:
         time_budget_seconds: float | None = None,
         max_trials: int | None = None,
         seed: int = 0,
+        cache_order_lines: bool = True,
     ):
         self.horizon_days = horizon_days
         self.churn_horizon_days = churn_horizon_days
@@ -183,29 +210,28 @@ class CustomerModelTrainer:
         self.time_budget_seconds = time_budget_seconds
         self.max_trials = max_trials
         self.seed = seed
+        self.cache_order_lines = cache_order_lines
 
     def fit(self, con: duckdb.DuckDBPyConnection, progress: ProgressCallback | None = None) -> CustomerModelTrainer:
         """Read the rows, fit the network and score it and the baselines on the validation rows."""
         _check_class_weight(self.class_weight)
-        self.window_ = dataset.resolve_window(
-            con,
-            horizon_days=self.horizon_days,
-            churn_horizon_days=self.churn_horizon_days,
-            train_cutoff=self.train_cutoff,
-            validation_cutoff=self.validation_cutoff,
-        )
-        for setting in self.window_.derived:
-            logger.info("Using %s = %s (derived from the data)", setting, self.window_.as_dict()[setting])
+        report = progress if progress is not None else (lambda _event: None)
+        cache = self.cache_order_lines and dataset.macros_take_staged_lines(con)
+        if self.cache_order_lines and not cache:
+            logger.warning(
+                _("The feature macros of this database predate cached order lines; every cutoff cleans the lines "
+                  "again. Open the database once without read_only (any duckmkt command does) to update them.")
+            )
+        if cache:
+            started = time.perf_counter()
+            with dataset.cached_order_lines(con) as staged_lines:
+                n_lines = con.execute(f"select count(*) from {staged_lines}").fetchall()[0][0]
+                report(DataProgress(rows=n_lines, seconds=time.perf_counter() - started))
+                self._read_data(con, report, staged_lines)
+        else:
+            self._read_data(con, report, None)
 
-        step_days = self.window_.horizon_days if self.cutoff_step_days is None else self.cutoff_step_days
-        self.train_cutoffs_ = dataset.training_cutoffs(self.window_, self.n_train_cutoffs, step_days)
-        parts = [dataset.load_rows(con, cutoff, self.window_) for cutoff in self.train_cutoffs_]
-        for part in parts:
-            dataset.check_rows(part, "training")
-        self.train_rows_ = dataset.stack_rows(parts)
-        self.validation_rows_ = dataset.load_rows(con, self.window_.validation_cutoff, self.window_)
-        dataset.check_rows(self.validation_rows_, "validation")
-        self.feature_names_ = self.train_rows_.feature_names
+        self.preprocessing_ = network.fit_preprocessing(self.train_rows_.matrix, self.feature_names_)
         logger.info(
             "Training on %d rows at %d cutoffs up to %s, validating on %d rows at %s",
             self.train_rows_.n_rows,
@@ -215,7 +241,6 @@ class CustomerModelTrainer:
             self.window_.validation_cutoff,
         )
 
-        self.preprocessing_ = network.fit_preprocessing(self.train_rows_.matrix, self.feature_names_)
         self.positive_weights_ = _positive_weights(self.train_rows_.labels, self.class_weight)
         self.model_, self.history_, self.params_, self.trials_ = self._search(progress)
         self.n_epochs_ = len(self.history_["loss"])
@@ -233,10 +258,42 @@ class CustomerModelTrainer:
             head: calibration.calibration_report(self.validation_rows_.labels[label], self.validation_predictions_[head])
             for head, label in (("purchase_prob", "purchased"), ("churn_risk", "churned"))
         }
-        self.baselines_ = baselines.baseline_metrics(
-            con, self.train_rows_, self.validation_rows_, self.window_.horizon_days
-        )
         return self
+
+    def _read_data(self, con: duckdb.DuckDBPyConnection, report: ProgressCallback, staged_lines: str | None) -> None:
+        """Resolve the window, read the training and validation rows and score the baselines."""
+        self.window_ = dataset.resolve_window(
+            con,
+            horizon_days=self.horizon_days,
+            churn_horizon_days=self.churn_horizon_days,
+            train_cutoff=self.train_cutoff,
+            validation_cutoff=self.validation_cutoff,
+            staged_lines=staged_lines,
+        )
+        for setting in self.window_.derived:
+            logger.info("Using %s = %s (derived from the data)", setting, self.window_.as_dict()[setting])
+
+        def read(cutoff: date) -> dataset.LabeledRows:
+            started = time.perf_counter()
+            rows = dataset.load_rows(con, cutoff, self.window_, staged_lines=staged_lines)
+            report(DataProgress(rows=rows.n_rows, seconds=time.perf_counter() - started, cutoff=cutoff))
+            return rows
+
+        step_days = self.window_.horizon_days if self.cutoff_step_days is None else self.cutoff_step_days
+        self.train_cutoffs_ = dataset.training_cutoffs(self.window_, self.n_train_cutoffs, step_days)
+        parts = [read(cutoff) for cutoff in self.train_cutoffs_]
+        for part in parts:
+            dataset.check_rows(part, "training")
+        self.train_rows_ = dataset.stack_rows(parts)
+        self.validation_rows_ = read(self.window_.validation_cutoff)
+        dataset.check_rows(self.validation_rows_, "validation")
+        self.feature_names_ = self.train_rows_.feature_names
+
+        # The baselines read orders too, so they are scored while the cached
+        # lines exist; they never see the network.
+        self.baselines_ = baselines.baseline_metrics(
+            con, self.train_rows_, self.validation_rows_, self.window_.horizon_days, staged_lines
+        )
 
     def _candidates(self) -> list[dict[str, object]]:
         own = {
