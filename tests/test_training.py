@@ -382,3 +382,24 @@ def test_training_cutoffs_before_first_sale_raises(small_con):
 def test_trainer_invalid_class_weight_raises(small_con):
     with pytest.raises(DuckmktError, match="class_weight"):
         CustomerModelTrainer(class_weight="auto", epochs=1).fit(small_con)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"horizon_days": 90, "churn_horizon_days": 60}, "longer than churn_horizon_days"),
+        ({"train_cutoff": "2011-13-01"}, "train_cutoff"),
+        ({"n_train_cutoffs": 0}, "n_train_cutoffs"),
+        ({"n_train_cutoffs": 2, "cutoff_step_days": -5}, "cutoff_step_days"),
+    ],
+)
+def test_trainer_bad_setting_fails_before_reading_data(small_con, settings, message):
+    events = []
+
+    with pytest.raises(DuckmktError, match=message):
+        CustomerModelTrainer(epochs=1, **settings).fit(small_con, progress=events.append)
+
+    # No data step ran, so the order lines were not cleaned for nothing.
+    assert events == []
+    temporary = small_con.execute("select table_name from duckdb_tables() where temporary").fetchall()
+    assert (CACHED_LINES_TABLE,) not in temporary

@@ -244,6 +244,18 @@ class Scorer:
         # keeps the one argument.
         return self._score(structs, None)
 
+    def warm_up(self, n_rows: int = 2048) -> None:
+        """Score ``n_rows`` rows of the training medians once and drop the result.
+
+        The first call pays for ONNX Runtime's memory arena, the compiled
+        strategy rules and Arrow's first kernel calls; doing it when the model
+        is registered keeps that cost out of the first query. DuckDB hands a
+        scalar UDF 2,048 rows at a time, hence the default.
+        """
+        medians = self.metadata.get("imputation", {})
+        columns = [pa.array(np.full(n_rows, medians.get(name, 0.0) or 0.0, dtype=np.float64)) for name in self.feature_names]
+        self._score(pa.StructArray.from_arrays(columns, names=self.feature_names), None)
+
     def _score(self, structs: pa.Array | pa.ChunkedArray, rules_fingerprint: str | None) -> pa.StructArray:
         """Score a batch; ``rules_fingerprint`` is the fingerprint of ``mkt.strategy_rules`` read for this query, or None."""
         if isinstance(structs, pa.ChunkedArray):
@@ -320,6 +332,7 @@ def register(
         return scorer
     scorer.rules = strategy.RuleEvaluator(con, scorer.metadata["strategy_thresholds"], scorer.feature_names)
     strategy.compile_rules_if_writable(con, scorer.metadata["strategy_thresholds"], scorer.version, scorer.feature_names)
+    scorer.warm_up()
     _replace_function(con, "score_customer", scorer.score_arrow, SCORE_TYPE)
     _register_checked_macro(con, scorer)
     explain.register(con, scorer)

@@ -51,8 +51,10 @@ order:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -208,6 +210,28 @@ def allowed_names(feature_names: Iterable[str] = FEATURE_NAMES) -> dict[str, str
     return names
 
 
+# One in-memory connection parses and prints every condition: opening one
+# costs about 15 ms, and compiling the default rules parses 20 conditions.
+_PARSER_LOCK = threading.Lock()
+_PARSER: tuple[int, duckdb.DuckDBPyConnection] | None = None
+
+
+def _parser_value(query: str, argument: str) -> str:
+    """Return the one value of ``query`` with ``argument`` on the shared in-memory connection."""
+    global _PARSER
+    with _PARSER_LOCK:
+        # A forked child (Spark's Python workers) opens its own connection.
+        if _PARSER is None or _PARSER[0] != os.getpid():
+            _PARSER = (os.getpid(), duckdb.connect())
+        return _PARSER[1].execute(query, [argument]).fetchall()[0][0]
+
+
+@functools.lru_cache(maxsize=512)
+def _serialize_condition(condition: str) -> str:
+    """Return DuckDB's JSON syntax tree of ``select <condition>`` (an error document when it does not parse)."""
+    return _parser_value("select json_serialize_sql(?)", "select " + condition)
+
+
 def parse_condition(condition: str, code: str, names: Mapping[str, str]) -> dict:
     """Parse ``condition`` with DuckDB and check it against the allow-list; return its syntax tree.
 
@@ -222,11 +246,7 @@ def parse_condition(condition: str, code: str, names: Mapping[str, str]) -> dict
             )
         )
 
-    parser = duckdb.connect()
-    try:
-        document = json.loads(parser.execute("select json_serialize_sql(?)", ["select " + condition]).fetchall()[0][0])
-    finally:
-        parser.close()
+    document = json.loads(_serialize_condition(condition))
     if document.get("error"):
         raise StrategyRuleError(
             _("Strategy rule {code}: the condition is not a valid SQL expression ({error}); fix its syntax.").format(
@@ -311,30 +331,56 @@ def validate_rules(rules: Sequence[StrategyRule], feature_names: Iterable[str] =
     seen_codes: set[str] = set()
     seen_priorities: set[int] = set()
     names = allowed_names(feature_names)
-    for rule in rules:
-        for column, value in (("code", rule.code), ("channel", rule.channel), ("action", rule.action)):
-            if not isinstance(value, str) or not _CODE_PATTERN.match(value):
-                raise StrategyRuleError(
-                    _("Strategy rule {code}: {column} {value!r} is invalid; use lowercase letters, digits and '_', starting with a letter.").format(
-                        code=rule.code, column=column, value=value
-                    )
-                )
-        if rule.code in seen_codes:
-            raise StrategyRuleError(_("Strategy rule code {code} appears twice; codes must be unique.").format(code=rule.code))
-        if rule.priority in seen_priorities:
+    checker = _type_checker(names)
+    try:
+        for rule in rules:
+            _validate_rule(rule, names, seen_codes, seen_priorities, checker)
+    finally:
+        checker.close()
+
+
+def _validate_rule(
+    rule: StrategyRule,
+    names: Mapping[str, str],
+    seen_codes: set[str],
+    seen_priorities: set[int],
+    checker: duckdb.DuckDBPyConnection,
+) -> None:
+    """Check one rule's code, channel, action, priority and condition against the rules seen before it."""
+    for column, value in (("code", rule.code), ("channel", rule.channel), ("action", rule.action)):
+        if not isinstance(value, str) or not _CODE_PATTERN.match(value):
             raise StrategyRuleError(
-                _("Strategy rule {code}: priority {priority} is taken by another rule; priorities must be unique.").format(
-                    code=rule.code, priority=rule.priority
+                _("Strategy rule {code}: {column} {value!r} is invalid; use lowercase letters, digits and '_', starting with a letter.").format(
+                    code=rule.code, column=column, value=value
                 )
             )
-        seen_codes.add(rule.code)
-        seen_priorities.add(rule.priority)
-        parse_condition(rule.condition, rule.code, names)
-        _check_condition_type(rule, names)
+    if rule.code in seen_codes:
+        raise StrategyRuleError(_("Strategy rule code {code} appears twice; codes must be unique.").format(code=rule.code))
+    if rule.priority in seen_priorities:
+        raise StrategyRuleError(
+            _("Strategy rule {code}: priority {priority} is taken by another rule; priorities must be unique.").format(
+                code=rule.code, priority=rule.priority
+            )
+        )
+    seen_codes.add(rule.code)
+    seen_priorities.add(rule.priority)
+    parse_condition(rule.condition, rule.code, names)
+    _check_condition_type(rule, names, checker)
 
 
-def _check_condition_type(rule: StrategyRule, names: Mapping[str, str]) -> None:
-    """Evaluate the condition once on a row of typed values; raise unless it gives a boolean.
+def _type_checker(names: Mapping[str, str]) -> duckdb.DuckDBPyConnection:
+    """Return an in-memory database with the table ``sample``: one row of typed predictions and features."""
+    predictions = ", ".join(f"'{name}': 0.5::double" for name in PREDICTION_NAMES)
+    features = ", ".join(f"'{name}': 1.0::double" for name, kind in names.items() if kind == "feature")
+    checker = duckdb.connect()
+    # A table, not constants, so that DuckDB casts and evaluates a condition
+    # as it does on a scoring batch.
+    checker.execute(f"create table sample as select {{{predictions}}} as scores, {{{features}}} as features")
+    return checker
+
+
+def _check_condition_type(rule: StrategyRule, names: Mapping[str, str], checker: duckdb.DuckDBPyConnection) -> None:
+    """Evaluate the condition once on the row of ``checker``'s ``sample``; raise unless it gives a boolean.
 
     The syntax check alone lets through conditions that only fail when
     DuckDB binds them, such as a comparison of a number with 'abc', or that
@@ -342,13 +388,7 @@ def _check_condition_type(rule: StrategyRule, names: Mapping[str, str]) -> None:
     """
     sample_thresholds = {name: 0.5 for name, kind in names.items() if kind == "threshold"}
     condition_sql = compile_condition(rule.condition, rule.code, sample_thresholds, names)
-    predictions = ", ".join(f"'{name}': 0.5::double" for name in PREDICTION_NAMES)
-    features = ", ".join(f"'{name}': 1.0::double" for name, kind in names.items() if kind == "feature")
-    checker = duckdb.connect()
     try:
-        # A table, not constants, so that DuckDB casts and evaluates the
-        # condition as it does on a scoring batch.
-        checker.execute(f"create table sample as select {{{predictions}}} as scores, {{{features}}} as features")
         kind = checker.execute(f"select typeof({condition_sql}), ({condition_sql}) from sample").fetchall()[0][0]
     except duckdb.Error as error:
         raise StrategyRuleError(
@@ -356,8 +396,6 @@ def _check_condition_type(rule: StrategyRule, names: Mapping[str, str]) -> None:
                 code=rule.code, error=str(error).splitlines()[0]
             )
         ) from error
-    finally:
-        checker.close()
     if kind not in ("BOOLEAN", '"NULL"', "NULL"):
         raise StrategyRuleError(
             _("Strategy rule {code}: the condition gives a {type}, not true or false; write a comparison such as 'purchase_prob >= purchase_prob_median'.").format(
@@ -389,11 +427,7 @@ def compile_condition(condition: str, code: str, thresholds: Mapping[str, float]
         "where_clause": None, "group_expressions": [], "group_sets": [], "aggregate_handling": "STANDARD_HANDLING",
         "having": None, "sample": None, "qualify": None,
     }, "named_param_map": []}]}
-    printer = duckdb.connect()
-    try:
-        text = printer.execute("select json_deserialize_sql(?)", [json.dumps(select)]).fetchall()[0][0]
-    finally:
-        printer.close()
+    text = _parser_value("select json_deserialize_sql(?)", json.dumps(select))
     sql = re.sub(r"^SELECT\s+", "", text)
 
     # Thresholds were renamed to __threshold__.<name>; write each as a double
@@ -738,6 +772,11 @@ def _rule_columns(predictions: Mapping[str, np.ndarray], features: pa.StructArra
         field = features.field(present[name])
         if not pa.types.is_floating(field.type):
             raise rule_arrays.Unsupported(f"{name} of type {field.type}")
+        if field.null_count == 0:
+            # The usual column: read in place, no mask to build.
+            values = field.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            columns[name] = (values, np.zeros(len(values), dtype=bool))
+            continue
         nulls = field.is_null().to_numpy(zero_copy_only=False)
         values = field.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
         columns[name] = (values, nulls)

@@ -110,10 +110,7 @@ def training_cutoffs(window: TrainingWindow, n_cutoffs: int, step_days: int) -> 
     validation cutoff as train_cutoff's does (``check_window``). Raises
     DataError when a cutoff falls on or before the first sale day.
     """
-    if isinstance(n_cutoffs, bool) or not isinstance(n_cutoffs, (int, np.integer)) or n_cutoffs <= 0:
-        raise DuckmktError(
-            _("Invalid n_train_cutoffs {value!r}; give a whole number greater than 0.").format(value=n_cutoffs)
-        )
+    _check_cutoff_count(n_cutoffs, None)
     step_days = _check_positive_days(step_days, "cutoff_step_days")
     cutoffs = tuple(window.train_cutoff - timedelta(days=step_days * k) for k in reversed(range(n_cutoffs)))
     if cutoffs[0] <= window.first_sale_day:
@@ -124,6 +121,15 @@ def training_cutoffs(window: TrainingWindow, n_cutoffs: int, step_days: int) -> 
             ).format(count=n_cutoffs, step=step_days, cutoff=cutoffs[0], first=window.first_sale_day)
         )
     return cutoffs
+
+
+def _check_cutoff_count(n_cutoffs: int, step_days: int | None) -> int | None:
+    """Raise unless ``n_cutoffs`` is a positive whole number and ``step_days`` None or positive; return step_days."""
+    if isinstance(n_cutoffs, bool) or not isinstance(n_cutoffs, (int, np.integer)) or n_cutoffs <= 0:
+        raise DuckmktError(
+            _("Invalid n_train_cutoffs {value!r}; give a whole number greater than 0.").format(value=n_cutoffs)
+        )
+    return None if step_days is None else _check_positive_days(step_days, "cutoff_step_days")
 
 
 def _parse_date(value: date | str | None, setting: str) -> date | None:
@@ -210,21 +216,19 @@ def sale_day_range(con: duckdb.DuckDBPyConnection, staged_lines: str | None = No
     return first, last
 
 
-def resolve_window(
-    con: duckdb.DuckDBPyConnection,
+def check_settings(
     *,
     horizon_days: int | None = None,
     churn_horizon_days: int | None = None,
     train_cutoff: date | str | None = None,
     validation_cutoff: date | str | None = None,
-    staged_lines: str | None = None,
-) -> TrainingWindow:
-    """Fill unset cutoffs and horizons from the data and check the window.
+    n_train_cutoffs: int = 1,
+    cutoff_step_days: int | None = None,
+) -> tuple[int, int, date | None, date | None, list[str]]:
+    """Check the settings that need no data; return them with the default horizons filled and parsed dates.
 
-    Defaults: horizon_days 60, churn_horizon_days 120, validation_cutoff =
-    (day after the latest sale) - churn_horizon_days, train_cutoff =
-    validation_cutoff - churn_horizon_days. Raises DataError when a cutoff
-    lies outside the loaded sales or the two label windows overlap.
+    The last item names the horizons that took their default. A training
+    run calls this before it reads any data, so a wrong setting fails at once.
     """
     derived = []
     if horizon_days is None:
@@ -243,6 +247,34 @@ def resolve_window(
                 horizon=horizon_days, churn=churn_horizon_days
             )
         )
+    _check_cutoff_count(n_train_cutoffs, cutoff_step_days)
+    validation_cutoff = _parse_date(validation_cutoff, "validation_cutoff")
+    train_cutoff = _parse_date(train_cutoff, "train_cutoff")
+    return horizon_days, churn_horizon_days, train_cutoff, validation_cutoff, derived
+
+
+def resolve_window(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    horizon_days: int | None = None,
+    churn_horizon_days: int | None = None,
+    train_cutoff: date | str | None = None,
+    validation_cutoff: date | str | None = None,
+    staged_lines: str | None = None,
+) -> TrainingWindow:
+    """Fill unset cutoffs and horizons from the data and check the window.
+
+    Defaults: horizon_days 60, churn_horizon_days 120, validation_cutoff =
+    (day after the latest sale) - churn_horizon_days, train_cutoff =
+    validation_cutoff - churn_horizon_days. Raises DataError when a cutoff
+    lies outside the loaded sales or the two label windows overlap.
+    """
+    horizon_days, churn_horizon_days, train_cutoff, validation_cutoff, derived = check_settings(
+        horizon_days=horizon_days,
+        churn_horizon_days=churn_horizon_days,
+        train_cutoff=train_cutoff,
+        validation_cutoff=validation_cutoff,
+    )
 
     first_sale_day, last_sale_day = sale_day_range(con, staged_lines)
     # A label window [cutoff, cutoff + churn_horizon_days) is fully observed
@@ -250,11 +282,9 @@ def resolve_window(
     data_end = last_sale_day + timedelta(days=1)
     horizon = timedelta(days=churn_horizon_days)
 
-    validation_cutoff = _parse_date(validation_cutoff, "validation_cutoff")
     if validation_cutoff is None:
         validation_cutoff = data_end - horizon
         derived.append("validation_cutoff")
-    train_cutoff = _parse_date(train_cutoff, "train_cutoff")
     if train_cutoff is None:
         train_cutoff = validation_cutoff - horizon
         derived.append("train_cutoff")

@@ -215,6 +215,15 @@ class CustomerModelTrainer:
     def fit(self, con: duckdb.DuckDBPyConnection, progress: ProgressCallback | None = None) -> CustomerModelTrainer:
         """Read the rows, fit the network and score it and the baselines on the validation rows."""
         _check_class_weight(self.class_weight)
+        # Settings that need no data fail before the order lines are read.
+        dataset.check_settings(
+            horizon_days=self.horizon_days,
+            churn_horizon_days=self.churn_horizon_days,
+            train_cutoff=self.train_cutoff,
+            validation_cutoff=self.validation_cutoff,
+            n_train_cutoffs=self.n_train_cutoffs,
+            cutoff_step_days=self.cutoff_step_days,
+        )
         report = progress if progress is not None else (lambda _event: None)
         cache = self.cache_order_lines and dataset.macros_take_staged_lines(con)
         if self.cache_order_lines and not cache:
