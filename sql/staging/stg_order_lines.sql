@@ -43,8 +43,36 @@ typed as (
 ),
 
 -- An exact duplicate repeats every source value of an earlier line of the same
--- file; the first occurrence is kept.
+-- file; the first occurrence is kept. A window over the nine text columns
+-- would sort every line by them, though few lines repeat. Lines are grouped by
+-- a hash of the columns instead, and only lines that share a hash with another
+-- line are numbered by the columns themselves, so a hash collision cannot
+-- mark a line as a duplicate. Materialized because three steps read it; at
+-- 10 M lines this is 1.2 times as fast as the window over every line.
+hashed as materialized (
+    select
+        *,
+        hash(
+            source_file, customer_id, order_id, ordered_at_text, product_id,
+            quantity_text, unit_price_text, description, country
+        ) as line_hash,
+    from typed
+),
+
+shared_hashes as (
+    select line_hash
+    from hashed
+    group by line_hash
+    having count(*) > 1
+),
+
 numbered as (
+    select *, 1 as occurrence,
+    from hashed
+    where line_hash not in (select line_hash from shared_hashes)
+
+    union all
+
     select
         *,
         row_number() over (
@@ -53,7 +81,8 @@ numbered as (
                 quantity_text, unit_price_text, description, country
             order by source_line
         ) as occurrence,
-    from typed
+    from hashed
+    where line_hash in (select line_hash from shared_hashes)
 ),
 
 -- Products are far fewer than lines, so the patterns are matched once per
