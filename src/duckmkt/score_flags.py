@@ -54,12 +54,16 @@ def _names_per_row(mask: np.ndarray, feature_names: Sequence[str]) -> pa.ListArr
     # Each row's mask as one number; a float64 product holds 52 bits exactly
     # and runs on BLAS, about twice as fast as the same product in int64.
     codes = mask.astype(np.float64) @ np.exp2(np.arange(n_columns))
-    distinct, inverse = np.unique(codes.astype(np.int64), return_inverse=True)
-    lists = pa.array(
-        [[feature_names[column] for column in range(n_columns) if (int(code) >> column) & 1] for code in distinct],
-        type=pa.list_(pa.string()),
-    )
-    return lists.take(pa.array(inverse.reshape(-1)))
+    distinct = np.unique(codes)
+    # Sorting once and searching is about twice as fast as unique(return_inverse=True).
+    inverse = np.searchsorted(distinct, codes)
+    # The names of each distinct mask, from its bits, without a Python loop.
+    bits = (distinct.astype(np.int64)[:, None] >> np.arange(n_columns, dtype=np.int64)) & 1
+    mask_rows, columns = np.nonzero(bits)
+    offsets = np.zeros(len(distinct) + 1, dtype=np.int32)
+    np.cumsum(np.bincount(mask_rows, minlength=len(distinct)), out=offsets[1:])
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(feature_names, type=pa.string()).take(pa.array(columns)))
+    return lists.take(pa.array(inverse))
 
 
 def data_quality_flags(
