@@ -183,3 +183,42 @@ def test_save_model_killed_while_writing(promoted_db):
     visible = sorted(path.name for path in root.iterdir() if not path.name.startswith("."))
     assert visible == [OLD_VERSION]
     assert_registry_consistent(db, models_dir)
+
+
+def test_train_candidate_keeps_promoted_model_compiled(promoted_db, capsys):
+    from duckmkt import pipeline
+    from duckmkt.compile import compile_model
+
+    db, models_dir = promoted_db
+    con = duckdb.connect(str(db))
+    compile_model(con, models_dir / "customer" / OLD_VERSION)
+    con.close()
+
+    result = pipeline.train_command(db, models_dir=models_dir, epochs=1)
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        versions = con.execute("select distinct model_version from mkt.customer_predictions").fetchall()
+        promoted = registry.promoted_version(con, "customer")
+    finally:
+        con.close()
+    assert result.version != OLD_VERSION
+    assert promoted == OLD_VERSION
+    assert versions == [(OLD_VERSION,)]
+    output = capsys.readouterr().out
+    assert f"Version {OLD_VERSION} of model customer stays promoted" in output
+    assert f"duckmkt models promote {db} {result.version}" in output
+
+
+@pytest.mark.parametrize("epochs", [0, -1])
+def test_train_rejects_epochs_below_one(small_db, tmp_path, epochs):
+    from duckmkt.errors import DuckmktError
+    from duckmkt.training import train
+
+    con = duckdb.connect(str(small_db), read_only=True)
+    try:
+        with pytest.raises(DuckmktError, match=f"Invalid epochs {epochs}"):
+            train(con, models_dir=tmp_path / "models", epochs=epochs)
+    finally:
+        con.close()
+    assert not (tmp_path / "models").exists()

@@ -168,8 +168,19 @@ def test_compile_condition_keeps_threshold_exact():
 
 
 def test_set_rule_duplicate_priority_rejected(rules_con):
-    with pytest.raises(StrategyRuleError, match="priority 20"):
+    with pytest.raises(StrategyRuleError, match="both have priority 20") as raised:
         strategy.set_rule(rules_con, "retention", priority=20)
+
+    # The edited rule is named, whichever of the two the check meets first.
+    assert "retention" in str(raised.value)
+    assert "tailored_service" in str(raised.value)
+
+
+def test_strategy_condition_second_statement_rejected(rules_con):
+    with pytest.raises(StrategyRuleError, match="more than one statement") as raised:
+        strategy.set_rule(rules_con, "retention", condition="churn_risk > 0.5; drop table mkt.strategy_rules")
+
+    assert "Only SELECT" not in str(raised.value)
 
 
 def test_set_rule_new_rule_needs_columns(rules_con):

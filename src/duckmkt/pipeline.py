@@ -187,12 +187,23 @@ def train_command(
             time_budget_seconds=time_budget_seconds,
             **options,
         )
-        from duckmkt.registry import record_model
+        from duckmkt.registry import promoted_version, record_model
 
         record_model(con, result.model_dir)
+        promoted = promoted_version(con, name)
     finally:
         con.close()
     print_training_result(result, time.perf_counter() - started)
+    if promoted is not None and promoted != result.version:
+        # The compiled SQL scorer must score with the model score_customer
+        # uses, so a candidate waits for 'duckmkt models promote'.
+        echo(
+            _(
+                "Version {promoted} of model {name} stays promoted: score_customer and mkt.customer_predictions keep "
+                "using it. To use version {version}, run: duckmkt models promote {db} {version} --name {name}"
+            ).format(promoted=promoted, name=name, version=result.version, db=db)
+        )
+        return result
     from duckmkt.clients import compile_after_training
 
     compile_after_training(db, result.model_dir)

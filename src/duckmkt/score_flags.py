@@ -51,7 +51,7 @@ def _names_per_row(mask: np.ndarray, feature_names: Sequence[str]) -> pa.ListArr
         values = pa.array(feature_names, type=pa.string()).take(pa.array(columns))
         return pa.ListArray.from_arrays(pa.array(offsets), values)
 
-    # Each row's mask as one number; a float64 product holds 52 bits exactly
+    # Each row's mask as one number. A float64 product is exact up to 52 bits
     # and runs on BLAS, about twice as fast as the same product in int64.
     codes = mask.astype(np.float64) @ np.exp2(np.arange(n_columns))
     distinct = np.unique(codes)

@@ -248,8 +248,8 @@ class Scorer:
         """Score ``n_rows`` rows of the training medians once and drop the result.
 
         The first call pays for ONNX Runtime's memory arena, the compiled
-        strategy rules and Arrow's first kernel calls; doing it when the model
-        is registered keeps that cost out of the first query. DuckDB hands a
+        strategy rules and Arrow's first kernel calls. Paying it when the
+        model is registered keeps it out of the first query. DuckDB hands a
         scalar UDF 2,048 rows at a time, hence the default.
         """
         medians = self.metadata.get("imputation", {})

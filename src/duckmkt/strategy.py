@@ -247,6 +247,13 @@ def parse_condition(condition: str, code: str, names: Mapping[str, str]) -> dict
         )
 
     document = json.loads(_serialize_condition(condition))
+    if document.get("error") and document.get("error_message", "").startswith("Only SELECT statements"):
+        # DuckDB's text for a condition followed by another statement.
+        raise StrategyRuleError(
+            _("Strategy rule {code}: the condition contains more than one statement; write one expression without ';'.").format(
+                code=code
+            )
+        )
     if document.get("error"):
         raise StrategyRuleError(
             _("Strategy rule {code}: the condition is not a valid SQL expression ({error}); fix its syntax.").format(
@@ -329,7 +336,7 @@ def validate_rules(rules: Sequence[StrategyRule], feature_names: Iterable[str] =
     if not rules:
         raise StrategyRuleError(_("mkt.strategy_rules is empty; restore the defaults with 'duckmkt strategy reset DB'."))
     seen_codes: set[str] = set()
-    seen_priorities: set[int] = set()
+    seen_priorities: dict[int, str] = {}
     names = allowed_names(feature_names)
     checker = _type_checker(names)
     try:
@@ -343,7 +350,7 @@ def _validate_rule(
     rule: StrategyRule,
     names: Mapping[str, str],
     seen_codes: set[str],
-    seen_priorities: set[int],
+    seen_priorities: dict[int, str],
     checker: duckdb.DuckDBPyConnection,
 ) -> None:
     """Check one rule's code, channel, action, priority and condition against the rules seen before it."""
@@ -357,13 +364,14 @@ def _validate_rule(
     if rule.code in seen_codes:
         raise StrategyRuleError(_("Strategy rule code {code} appears twice; codes must be unique.").format(code=rule.code))
     if rule.priority in seen_priorities:
+        # Name both rules: the one being edited may be either of them.
         raise StrategyRuleError(
-            _("Strategy rule {code}: priority {priority} is taken by another rule; priorities must be unique.").format(
-                code=rule.code, priority=rule.priority
+            _("Strategy rules {first} and {second} both have priority {priority}; give each rule its own priority.").format(
+                first=seen_priorities[rule.priority], second=rule.code, priority=rule.priority
             )
         )
     seen_codes.add(rule.code)
-    seen_priorities.add(rule.priority)
+    seen_priorities[rule.priority] = rule.code
     parse_condition(rule.condition, rule.code, names)
     _check_condition_type(rule, names, checker)
 

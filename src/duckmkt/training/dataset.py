@@ -367,8 +367,8 @@ def load_rows(
         "horizon_days": window.horizon_days,
         "churn_horizon_days": window.churn_horizon_days,
     }
-    # The macros' own default stands when no table is given, so a database
-    # whose macros take no staged_lines (the one Spark training fills) works.
+    # Without a table the call leaves staged_lines out, so a database whose
+    # macros lack that parameter (the one Spark training fills) still works.
     lines = ""
     if staged_lines is not None:
         lines = ", staged_lines := $staged_lines"

@@ -64,21 +64,25 @@ class EpochProgress:
 class DataProgress:
     """One step of reading the training data, passed to the ``progress`` callback.
 
-    ``cutoff`` is None for the step that cleans the order lines once.
+    ``cutoff`` is None for the step that cleans the order lines once;
+    ``validation`` tells a validation cutoff from a training one.
     """
 
     rows: int
     seconds: float
     cutoff: date | None = None
+    validation: bool = False
 
     def message(self) -> str:
         if self.cutoff is None:
             return _("Cleaned the order lines once for every cutoff: {rows:,} lines kept, {seconds:.1f} s").format(
                 rows=self.rows, seconds=self.seconds
             )
-        return _("Read features and labels at {cutoff}: {rows:,} customers, {seconds:.1f} s").format(
-            cutoff=self.cutoff.isoformat(), rows=self.rows, seconds=self.seconds
-        )
+        if self.validation:
+            text = _("Read the validation rows at cutoff {cutoff}: {rows:,} customers, {seconds:.1f} s")
+        else:
+            text = _("Read the training rows at cutoff {cutoff}: {rows:,} customers, {seconds:.1f} s")
+        return text.format(cutoff=self.cutoff.isoformat(), rows=self.rows, seconds=self.seconds)
 
 
 # Receives an EpochProgress or a DataProgress; both have message().
@@ -215,6 +219,8 @@ class CustomerModelTrainer:
     def fit(self, con: duckdb.DuckDBPyConnection, progress: ProgressCallback | None = None) -> CustomerModelTrainer:
         """Read the rows, fit the network and score it and the baselines on the validation rows."""
         _check_class_weight(self.class_weight)
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
+            raise DuckmktError(_("Invalid epochs {value!r}; give a whole number of at least 1.").format(value=self.epochs))
         # Settings that need no data fail before the order lines are read.
         dataset.check_settings(
             horizon_days=self.horizon_days,
@@ -282,10 +288,11 @@ class CustomerModelTrainer:
         for setting in self.window_.derived:
             logger.info("Using %s = %s (derived from the data)", setting, self.window_.as_dict()[setting])
 
-        def read(cutoff: date) -> dataset.LabeledRows:
+        def read(cutoff: date, validation: bool = False) -> dataset.LabeledRows:
             started = time.perf_counter()
             rows = dataset.load_rows(con, cutoff, self.window_, staged_lines=staged_lines)
-            report(DataProgress(rows=rows.n_rows, seconds=time.perf_counter() - started, cutoff=cutoff))
+            seconds = time.perf_counter() - started
+            report(DataProgress(rows=rows.n_rows, seconds=seconds, cutoff=cutoff, validation=validation))
             return rows
 
         step_days = self.window_.horizon_days if self.cutoff_step_days is None else self.cutoff_step_days
@@ -294,7 +301,7 @@ class CustomerModelTrainer:
         for part in parts:
             dataset.check_rows(part, "training")
         self.train_rows_ = dataset.stack_rows(parts)
-        self.validation_rows_ = read(self.window_.validation_cutoff)
+        self.validation_rows_ = read(self.window_.validation_cutoff, validation=True)
         dataset.check_rows(self.validation_rows_, "validation")
         self.feature_names_ = self.train_rows_.feature_names
 
