@@ -278,3 +278,24 @@ def test_interactions_with_treatment_flag(con, tmp_path):
     assert report.n_rows_loaded == 1
     assert _rejected(con, "interactions.csv") == [(3, "invalid_flag")]
     assert _column(con, "select treatment from mkt.stg_interactions") == [True]
+
+
+def test_unmapped_column_is_named_in_the_report(con, tmp_path):
+    header = ORDER_HEADER.rstrip("\n") + ",Promo\n"
+    path = _write(tmp_path, "promo.csv", header + "17850,536365,2010-12-01 08:26,85123A,6,2.55,SUMMER\n")
+
+    report = load_orders(con, path)
+
+    assert report.n_rows_loaded == 1
+    assert len(report.warnings) == 1
+    assert "Promo" in report.warnings[0]
+    assert "were not loaded" in report.warnings[0]
+    assert "Warning: The columns Promo" in report.summary()
+
+
+def test_fully_mapped_file_has_no_unmapped_warning(con, tmp_path):
+    path = _write(tmp_path, "plain.csv", ORDER_HEADER + "17850,536365,2010-12-01 08:26,85123A,6,2.55\n")
+
+    report = load_orders(con, path)
+
+    assert report.warnings == ()

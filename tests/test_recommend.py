@@ -159,6 +159,12 @@ def test_recommend_products_null_id(recommend_con):
     assert rows == [(None,)]
 
 
+def test_recommend_products_untyped_null_id(recommend_con):
+    rows = recommend_con.execute("select recommend_products(null, 3)").fetchall()
+
+    assert rows == [(None,)]
+
+
 def test_recommend_products_null_k_means_ten(recommend_con):
     customer = recommend_con.execute("select customer_id from mkt.customer_features order by customer_id limit 1").fetchall()[0][0]
 

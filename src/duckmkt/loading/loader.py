@@ -135,7 +135,13 @@ def _store(con, converted: Converted, kind: str, load_id: str, file_name: str) -
 
 
 def _load_part(
-    con: duckdb.DuckDBPyConnection, path: Path, sha256: str, source: SourceTable, mapping: Mapping, options: ReadOptions
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    sha256: str,
+    source: SourceTable,
+    mapping: Mapping,
+    options: ReadOptions,
+    notes: tuple[str, ...] = (),
 ) -> LoadReport:
     check_mapping_columns(mapping, source.columns, path.name)
     doubled = [name for name in mapping.source_columns if name in source.duplicate_columns]
@@ -160,7 +166,7 @@ def _load_part(
             n_rows_already_loaded=n_already, n_rows_merged=converted.n_rows_merged, file_format=source.file_format,
             encoding=source.encoding, encoding_confidence=source.encoding_confidence, delimiter=source.delimiter,
             date_orders=converted.date_orders, n_dates_converted_to_utc=converted.n_dates_converted_to_utc,
-            warnings=tuple(source.warnings + converted.warnings),
+            warnings=tuple(source.warnings + converted.warnings) + notes,
         )
         con.execute(
             """
@@ -255,9 +261,25 @@ def load_files(
     first = _options(pending[0], overrides)
     sheet = pending[0].csv_options.get("sheet")
     source = read_source(path, encoding=first.encoding, delimiter=first.delimiter, sheet=sheet)
+    notes = _unmapped_columns_note(source, mappings)
     for mapping in pending:
-        reports.append(_load_part(con, path, sha256, source, mapping, _options(mapping, overrides, id_key)))
+        reports.append(_load_part(con, path, sha256, source, mapping, _options(mapping, overrides, id_key), notes))
     return reports
+
+
+def _unmapped_columns_note(source: SourceTable, mappings: Sequence[Mapping]) -> tuple[str, ...]:
+    """Return a warning naming the source columns that no part of the mapping loads (none when customers keep them)."""
+    if any(CONTRACTS[mapping.kind].keeps_attributes for mapping in mappings):
+        return ()
+    used = {column for mapping in mappings for column in mapping.source_columns}
+    unmapped = [column for column in source.columns if column not in used and column != LINE_COLUMN]
+    if not unmapped:
+        return ()
+    return (
+        _("The columns {columns} are in no part of mapping {mapping} and were not loaded; add them to a mapping file to keep them.").format(
+            columns=", ".join(unmapped), mapping=mappings[0].name
+        ),
+    )
 
 
 def load_file(

@@ -95,6 +95,9 @@ class Recommender:
     def recommend_arrow(self, customer_ids: pa.Array | pa.ChunkedArray, k: pa.Array | pa.ChunkedArray | None = None) -> pa.Array:
         """Return one list of recommendations per customer id; a NULL id gives NULL."""
         customer_ids = _combine(customer_ids)
+        if pat.is_null(customer_ids.type):
+            # An untyped NULL, as in recommend_products(NULL, 10): NULL in, NULL out.
+            return pa.array([None] * len(customer_ids), type=pa.list_(_ITEM_ARROW_TYPE))
         if not (pat.is_string(customer_ids.type) or pat.is_large_string(customer_ids.type) or pat.is_integer(customer_ids.type)):
             raise FeatureError(
                 _("recommend_products expects a customer id (VARCHAR) as its first argument; it got {type}.").format(type=customer_ids.type)
