@@ -88,7 +88,7 @@ def load_command(
         # The rejected rows are kept, and the next load of the same file is
         # not skipped, so the user can fix the option and rerun.
         raise InputFileError(
-            _("{file}: every {kind} row was rejected, so nothing was loaded; see raw.rejected_rows for the reasons, fix the cause (for example --date-format or --preset) and load the file again.").format(
+            _("{file}: every {kind} row was rejected, so nothing was loaded; see mkt.rejected_rows for the reasons, fix the cause (for example --date-format or --preset) and load the file again.").format(
                 file=Path(file).name, kind=failed[0].kind
             )
         )

@@ -185,7 +185,8 @@ def _load_part(
     if n_rejected_new < converted.rejected.height:
         logger.info("%s: %d rejected rows were already recorded by an earlier load", path.name, converted.rejected.height - n_rejected_new)
     if report.n_rows_rejected:
-        logger.warning(_("%s: %d of %d rows rejected (%s)"), path.name, report.n_rows_rejected, n_read, rejected_by_reason)
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in rejected_by_reason.items())
+        logger.warning(_("%s: %s of %s rows rejected (%s)"), path.name, f"{report.n_rows_rejected:,}", f"{n_read:,}", reasons)
     if mapping.kind == "orders":
         counts = con.execute(
             "select line_status, count(*) from mkt.stg_order_lines where load_id = ? group by all order by all", [load_id]

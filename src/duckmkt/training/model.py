@@ -106,7 +106,10 @@ def fit_preprocessing(matrix: np.ndarray, feature_names: tuple[str, ...]) -> Pre
     for name, n_missing, is_used in zip(feature_names, (~finite).sum(axis=0), used):
         if is_used and n_missing:
             # Counted, not listed: the log must not show customer rows.
-            logger.warning(_("%s is missing in %d of %d training rows; the model imputes the training median"), name, n_missing, len(values))
+            logger.warning(
+                _("%s is missing in %s of %s training rows; the model imputes the training median"),
+                name, f"{int(n_missing):,}", f"{len(values):,}",
+            )
 
     masked = np.where(finite, values, np.nan)
     median = np.zeros(len(feature_names))
