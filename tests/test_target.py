@@ -116,6 +116,8 @@ def test_target_customers_zero_budget(scored_con):
         ({"budget": 10.0, "cost_per_contact": 0.0}, "--cost-per-contact"),
         ({"budget": 10.0, "cost_per_contact": 1.0, "margin": 1.5}, "--margin"),
         ({"budget": float("nan"), "cost_per_contact": 1.0}, "--budget"),
+        ({"budget": float("inf"), "cost_per_contact": 1.0}, "--budget is inf; give a finite number"),
+        ({"budget": 10.0, "cost_per_contact": float("inf")}, "--cost-per-contact is inf; give a finite number"),
     ],
 )
 def test_target_customers_invalid_options(scored_con, options, option_name):

@@ -9,6 +9,7 @@ sums the plan.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import duckdb
@@ -66,6 +67,10 @@ def target_customers(
     not positive or a margin outside (0, 1], and DataError when
     ``mkt.customer_scores`` is empty.
     """
+    for option, value in (("--budget", budget), ("--cost-per-contact", cost_per_contact)):
+        # NaN fails the range checks below; infinity would pass them.
+        if math.isinf(value):
+            raise TargetingError(_("{option} is {value}; give a finite number.").format(option=option, value=value))
     if not budget >= 0:
         raise TargetingError(_("--budget is {value}; it must be 0 or more, in the currency of the order lines.").format(value=budget))
     if not cost_per_contact > 0:
