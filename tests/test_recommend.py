@@ -20,6 +20,10 @@ order by customer_id
 """
 
 
+# Progress events of the recommender_result training run, in order.
+PROGRESS_EVENTS: list = []
+
+
 @pytest.fixture(scope="session")
 def recommender_result(tmp_path_factory, small_db):
     con = duckdb.connect(str(small_db), read_only=True)
@@ -31,9 +35,25 @@ def recommender_result(tmp_path_factory, small_db):
             hidden_units=(8,),
             min_customers=2,
             step_days=30,
+            progress=PROGRESS_EVENTS.append,
         )
     finally:
         con.close()
+
+
+def test_train_recommender_reports_progress(recommender_result):
+    from duckmkt.training.trainer import DataProgress, EpochProgress
+
+    steps = [event for event in PROGRESS_EVENTS if isinstance(event, DataProgress)]
+    epochs = [event for event in PROGRESS_EVENTS if isinstance(event, EpochProgress)]
+
+    # One step per cutoff, the last one the validation block, all before the first epoch.
+    assert PROGRESS_EVENTS[: len(steps)] == steps
+    assert len(steps) >= 2
+    assert [step.validation for step in steps] == [False] * (len(steps) - 1) + [True]
+    assert steps[-1].rows == recommender_result.n_validation_rows
+    assert [event.epoch for event in epochs] == list(range(1, recommender_result.n_epochs + 1))
+    assert steps[-1].message().startswith("Read the validation rows at cutoff")
 
 
 @pytest.fixture

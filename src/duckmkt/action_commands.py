@@ -151,7 +151,11 @@ def train_recommender_command(
     options = {"epochs": epochs} if epochs is not None else {}
     con = connect_database(db, create=False)
     try:
-        result = train_recommender(con, models_dir=models_dir, name=name, horizon_days=horizon_days, seed=seed, **options)
+        from duckmkt.pipeline import print_progress
+
+        result = train_recommender(
+            con, models_dir=models_dir, name=name, horizon_days=horizon_days, seed=seed, progress=print_progress, **options
+        )
     finally:
         con.close()
     echo(

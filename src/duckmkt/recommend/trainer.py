@@ -47,6 +47,7 @@ from duckmkt import registry
 from duckmkt.errors import DataError, ExportError
 from duckmkt.i18n import _
 from duckmkt.recommend import DEFAULT_MODEL_NAME, baselines, data
+from duckmkt.training.trainer import DataProgress, ProgressCallback, EpochReporter
 
 logger = logging.getLogger(__name__)
 
@@ -232,8 +233,13 @@ class RecommenderTrainer:
         self.patience = patience
         self.seed = seed
 
-    def fit(self, con: duckdb.DuckDBPyConnection, cutoff: date | datetime | str) -> RecommenderTrainer:
-        """Build the vocabulary and rows at cutoffs before ``cutoff`` and fit the network."""
+    def fit(
+        self, con: duckdb.DuckDBPyConnection, cutoff: date | datetime | str, progress: ProgressCallback | None = None
+    ) -> RecommenderTrainer:
+        """Build the vocabulary and rows at cutoffs before ``cutoff`` and fit the network.
+
+        ``progress`` receives a ``DataProgress`` per cutoff and an ``EpochProgress`` per epoch.
+        """
         cutoff = _as_date(cutoff)
         self.cutoff_ = cutoff
         self.vocabulary_ = data.build_vocabulary(con, cutoff, self.min_customers)
@@ -260,7 +266,14 @@ class RecommenderTrainer:
                 )
             )
 
-        blocks = [self._block_at(con, point) for point in cutoffs]
+        blocks = []
+        for index, point in enumerate(cutoffs):
+            started = time.perf_counter()
+            blocks.append(self._block_at(con, point))
+            if progress is not None:
+                rows = blocks[-1].targets.shape[0]
+                seconds = time.perf_counter() - started
+                progress(DataProgress(rows=rows, seconds=seconds, cutoff=point, validation=index == len(cutoffs) - 1))
         # The latest cutoff is the validation block for early stopping.
         self.train_blocks_ = [block for block in blocks[:-1] if block.targets.shape[0] > 0]
         self.validation_block_ = blocks[-1]
@@ -274,7 +287,7 @@ class RecommenderTrainer:
         )
         # The similarity served with the model: every customer's purchases before the training cutoff.
         self.similarity_ = _similarity_at(con, cutoff, self.vocabulary_)
-        return self._fit_network()
+        return self._fit_network(progress)
 
     def refit_with_seed(self, seed: int) -> RecommenderTrainer:
         """Return a new trainer with this one's settings and ``seed``, fitted on this one's rows (no SQL)."""
@@ -293,19 +306,22 @@ class RecommenderTrainer:
             )
         }
 
-    def _fit_network(self) -> RecommenderTrainer:
+    def _fit_network(self, progress: ProgressCallback | None = None) -> RecommenderTrainer:
         keras.utils.set_random_seed(self.seed)
         self.model_ = build_network(len(self.vocabulary_), hidden_units=tuple(self.hidden_units), l2=self.l2)
         self.model_.compile(
             optimizer=keras.optimizers.Adam(self.learning_rate),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True),
         )
+        callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)]
+        if progress is not None:
+            callbacks.append(EpochReporter(progress, self.epochs))
         history = self.model_.fit(
             _Batches(self.train_blocks_, self.batch_size, self.seed, shuffle=True),
             validation_data=_Batches([self.validation_block_], self.batch_size, self.seed, shuffle=False),
             epochs=self.epochs,
             verbose=0,
-            callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)],
+            callbacks=callbacks,
         )
         self.n_epochs_ = len(history.history["loss"])
         return self
@@ -421,6 +437,7 @@ def train_recommender(
     models_dir: str | Path = "models",
     name: str = DEFAULT_MODEL_NAME,
     cutoff: date | datetime | str | None = None,
+    progress: ProgressCallback | None = None,
     **trainer_params,
 ) -> RecommenderResult:
     """Train the recommender on data before ``cutoff`` (default: the day after the latest sale), export and save it."""
@@ -429,7 +446,7 @@ def train_recommender(
         cutoff = data.latest_cutoff(con)
         if cutoff is None:
             raise DataError(_("mkt.int_sales is empty; load order lines with 'duckmkt load' first."))
-    trainer = RecommenderTrainer(**trainer_params).fit(con, cutoff)
+    trainer = RecommenderTrainer(**trainer_params).fit(con, cutoff, progress=progress)
 
     onnx_bytes = export_onnx(trainer.model_, trainer.similarity_)
     parity = check_parity(onnx_bytes, trainer, parity_inputs(trainer))

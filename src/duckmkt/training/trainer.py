@@ -89,7 +89,9 @@ class DataProgress:
 ProgressCallback = Callable[[EpochProgress | DataProgress], None]
 
 
-class _ProgressReporter(keras.callbacks.Callback):
+class EpochReporter(keras.callbacks.Callback):
+    """Keras callback that passes an ``EpochProgress`` to ``progress`` after each epoch."""
+
     def __init__(self, progress: ProgressCallback, epochs: int):
         super().__init__()
         self._progress = progress
@@ -359,7 +361,7 @@ class CustomerModelTrainer:
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)
         ]
         if progress is not None:
-            callbacks.append(_ProgressReporter(progress, self.epochs))
+            callbacks.append(EpochReporter(progress, self.epochs))
 
         history = model.fit(
             self.train_rows_.matrix,
