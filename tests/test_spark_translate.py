@@ -46,8 +46,12 @@ def test_translate_every_feature_object():
     assert "mkt__stg_order_lines" in sql
     assert "MATERIALIZED" not in sql.upper()
     assert "UNIX_MICROS" in sql
-    for name in ("mkt.stg_order_lines", "mkt.int_sales", "mkt.int_orders", "mkt.int_returns", "mkt.stg_events"):
+    for name in ("mkt.stg_order_lines", "mkt.int_sales", "mkt.int_returns", "mkt.stg_events"):
         assert translate(objects[name])
+    # mkt.int_orders calls the macro mkt.int_orders_from with the staging view.
+    calls.clear()
+    assert "bound_view" in translate(objects["mkt.int_orders"], resolve_call=resolve)
+    assert calls == [("mkt.int_orders_from", ("mkt.stg_order_lines",))]
 
 
 def test_translate_data_quality_names_view_and_construct():
@@ -113,13 +117,10 @@ def test_spark_view_name_schema_prefix():
 def test_translate_query_table_default_reads_staging_view():
     objects = read_objects()
 
-    for name, arguments in (
-        ("mkt.customer_labels_at", {"cutoff": date(2011, 9, 1), "horizon_days": 60, "churn_horizon_days": 120}),
-        ("mkt.purchase_days_at", {"cutoff": date(2011, 9, 1), "horizon_days": 60}),
-    ):
-        sql = translate(objects[name], arguments)
-        assert "mkt__stg_order_lines" in sql, name
-        assert "query_table" not in sql.lower(), name
+    sql = translate(objects["mkt.int_orders_from"], {})
+
+    assert "mkt__stg_order_lines" in sql
+    assert "query_table" not in sql.lower()
 
 
 def test_references_follow_query_table_default():
@@ -127,7 +128,7 @@ def test_references_follow_query_table_default():
 
     objects = read_objects()
 
-    assert "mkt.stg_order_lines" in references(objects["mkt.customer_labels_at"])
+    assert "mkt.stg_order_lines" in references(objects["mkt.int_orders_from"])
     assert "mkt.stg_order_lines" in references(objects["mkt.customer_features_at"])
 
 

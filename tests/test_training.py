@@ -227,7 +227,7 @@ def test_trainer_reads_old_macros_without_cache(small_db, tmp_path, caplog):
     old_db.write_bytes(small_db.read_bytes())
     con = duckdb.connect(str(old_db))
     macro = (Path(sql_dir()) / "labels" / "purchase_days_at.sql").read_text()
-    macro = macro.replace(", staged_lines := 'mkt.stg_order_lines'", "").replace("query_table(staged_lines)", "mkt.stg_order_lines")
+    macro = macro.replace(", staged_lines := 'mkt.stg_order_lines'", "").replace("mkt.int_orders_from(staged_lines)", "mkt.int_orders")
     con.execute(macro)
     con.close()
 

@@ -1,23 +1,23 @@
 -- Grain: one row per order (customer_id, order_id) built from sale lines.
--- ordered_at is the time of the order's first line.
+-- ordered_at is the time of the order's first line. The definition is
+-- mkt.int_orders_from, here over the staging view.
 create or replace view mkt.int_orders as
 
 with
 
-sales as (
-    select * from mkt.int_sales
+orders as (
+    select * from mkt.int_orders_from('mkt.stg_order_lines')
 ),
 
 final as (
     select
         customer_id,
         order_id,
-        min(ordered_at) as ordered_at,
-        sum(amount) as order_value,
-        sum(quantity) as n_items,
-        count(*) as n_lines,
-    from sales
-    group by customer_id, order_id
+        ordered_at,
+        order_value,
+        n_items,
+        n_lines,
+    from orders
 )
 
 select * from final

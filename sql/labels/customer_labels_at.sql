@@ -8,17 +8,9 @@ create or replace macro mkt.customer_labels_at(
 
 with
 
--- As mkt.int_orders, built from the staged lines the caller names (see
--- mkt.customer_features_at); read once, though two steps below use it.
+-- Materialized because two steps below read it.
 orders as materialized (
-    select
-        customer_id,
-        order_id,
-        min(ordered_at) as ordered_at,
-        sum(amount) as order_value,
-    from query_table(staged_lines)
-    where line_status = 'sale'
-    group by customer_id, order_id
+    select * from mkt.int_orders_from(staged_lines)
 ),
 
 active as (

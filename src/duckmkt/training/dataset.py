@@ -178,15 +178,15 @@ def cached_order_lines(con: duckdb.DuckDBPyConnection) -> Iterator[str]:
 
 
 # The macros that read order lines and take a staged_lines parameter.
-STAGED_LINE_MACROS = ("customer_features_at", "customer_labels_at", "purchase_days_at")
+STAGED_LINE_MACROS = ("customer_features_at", "customer_labels_at", "purchase_days_at", "int_orders_from")
 
 
 def macros_take_staged_lines(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether this database's feature and label macros accept ``staged_lines``.
+    """Return whether this database's feature and label macros accept ``staged_lines``.
 
-    A database last opened for writing by an older duckmkt keeps macros
-    without it until it is opened for writing again; a read-only connection
-    cannot reinstall them.
+    A database last opened for writing by an older duckmkt keeps its old
+    macros until it is opened for writing again, because a read-only
+    connection cannot reinstall them.
     """
     rows = con.execute(
         "select function_name, parameters from duckdb_functions() where schema_name = 'mkt' and function_name in ?",
@@ -200,10 +200,7 @@ def orders_relation(staged_lines: str | None = None) -> str:
     """Return the SQL of the orders to read: ``mkt.int_orders``, or the same orders built from ``staged_lines``."""
     if staged_lines is None:
         return "mkt.int_orders"
-    return (
-        "(select customer_id, order_id, min(ordered_at) as ordered_at, sum(amount) as order_value "
-        f"from {staged_lines} where line_status = 'sale' group by customer_id, order_id)"
-    )
+    return f"mkt.int_orders_from('{staged_lines}')"
 
 
 def sale_day_range(con: duckdb.DuckDBPyConnection, staged_lines: str | None = None) -> tuple[date, date]:
