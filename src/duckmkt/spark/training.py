@@ -174,7 +174,7 @@ def train_from_spark(
             validation_cutoff=window.validation_cutoff,
             n_train_cutoffs=n_train_cutoffs,
             cutoff_step_days=cutoff_step_days,
-            # The staged database holds finished rows, not order lines to clean.
+            # The staged database contains finished rows, not order lines to clean.
             cache_order_lines=False,
             **train_params,
         )

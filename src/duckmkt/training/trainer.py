@@ -64,8 +64,8 @@ class EpochProgress:
 class DataProgress:
     """One step of reading the training data, passed to the ``progress`` callback.
 
-    ``cutoff`` is None for the step that cleans the order lines once;
-    ``validation`` tells a validation cutoff from a training one.
+    ``cutoff`` is None for the step that cleans the order lines once, and
+    ``validation`` marks the validation cutoff.
     """
 
     rows: int
