@@ -85,20 +85,22 @@ def test_score_customer_flags_every_row(scoring_con):
     assert counts == (counts[0], counts[0], counts[0])
 
 
+@pytest.mark.parametrize("dictionary", [False, True])
 @pytest.mark.parametrize("n_columns", [29, 52, 60])
-def test_names_per_row_matches_cell_by_cell_listing(n_columns):
+def test_names_per_row_matches_cell_by_cell_listing(n_columns, dictionary):
     import numpy as np
+    import pyarrow as pa
 
     from duckmkt.score_flags import _names_per_row
 
     rng = np.random.default_rng(n_columns)
     names = [f"f{column}" for column in range(n_columns)]
     mask = rng.random((3000, n_columns)) < 0.05
-    # Rows with the last column set check the highest bit of each row's code.
+    # The last column and an empty row check the edges of the flattened scan.
     mask[::7, -1] = True
     mask[5] = False
 
-    listed = _names_per_row(mask, names).to_pylist()
+    listed = _names_per_row(mask, pa.array(names), dictionary=dictionary).to_pylist()
 
     assert listed == [[names[column] for column in np.flatnonzero(row)] for row in mask]
     assert listed[5] == []
@@ -109,7 +111,9 @@ def test_names_per_row_without_flags_gives_empty_lists():
 
     from duckmkt.score_flags import _names_per_row
 
-    listed = _names_per_row(np.zeros((4, 3), dtype=bool), ["a", "b", "c"])
+    import pyarrow as pa
+
+    listed = _names_per_row(np.zeros((4, 3), dtype=bool), pa.array(["a", "b", "c"]), dictionary=False)
 
     assert listed.to_pylist() == [[], [], [], []]
     assert listed.type.value_type == "string"

@@ -22,6 +22,10 @@ from duckmkt.errors import FeatureError
 from duckmkt.scoring import HEADS, Scorer
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# The smallest double that rounds to infinity as float32: halfway between the
+# float32 maximum and the next power of two (2**128), where the tie rounds to
+# the even mantissa, which is infinity.
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
 
 # One real customer's feature struct with recency_days replaced by a value.
 ONE_CUSTOMER = (
@@ -189,7 +193,9 @@ def struct_of(values: dict[str, object], types: dict[str, pa.DataType] | None = 
 
 EXTREME_FLOATS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0.0, -0.0, 1e300, -1e300, FLOAT32_MAX, np.nextafter(FLOAT32_MAX, np.inf), 5e-324, -1.0]),
+    st.sampled_from(
+        [0.0, -0.0, 1e300, -1e300, FLOAT32_MAX, np.nextafter(FLOAT32_MAX, np.inf), FLOAT32_OVERFLOW, np.nextafter(FLOAT32_OVERFLOW, 0), 5e-324, -1.0]
+    ),
     st.none(),
 )
 
@@ -210,7 +216,7 @@ def test_score_arrow_any_float_values(scorer, base_features, data):
         assert math.isfinite(score[head]), (head, values)
     for name in changed:
         value = values[name]
-        beyond = value is None or not math.isfinite(value) or abs(value) > FLOAT32_MAX
+        beyond = value is None or not math.isfinite(value) or abs(value) >= FLOAT32_OVERFLOW
         assert (name in score["imputed_features"]) == beyond, (name, value, score)
 
 

@@ -16,6 +16,8 @@ create or replace macro mkt.customer_features_at(cutoff, staged_lines := 'mkt.st
 
 with
 
+-- The stored copy keeps a boolean instead of the status text, which is
+-- smaller to write for every line.
 order_lines as materialized (
     select
         customer_id,
@@ -24,7 +26,7 @@ order_lines as materialized (
         product_id,
         quantity,
         amount,
-        line_status,
+        line_status = 'sale' as is_sale,
     from query_table(staged_lines)
     where line_status in ('sale', 'cancellation', 'return')
         and ordered_at < cutoff::timestamp
@@ -33,7 +35,7 @@ order_lines as materialized (
 -- As mkt.int_sales.
 sales as (
     select * from order_lines
-    where line_status = 'sale'
+    where is_sale
 ),
 
 -- As mkt.int_orders: an order is timed by its first line.
@@ -55,7 +57,7 @@ returns as (
         order_id,
         abs(amount) as returned_amount,
     from order_lines
-    where line_status in ('cancellation', 'return')
+    where not is_sale
 ),
 
 -- Browsing, interaction and profile features; the macro applies the same

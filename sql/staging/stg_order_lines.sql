@@ -17,7 +17,15 @@ trimmed as (
         source_file,
         source_line,
         -- Spreadsheet exports turn numeric ids into floats such as '17850.0'.
-        nullif(regexp_replace(trim(customer_id), '^([0-9]+)\.0+$', '\1'), '') as customer_id,
+        -- Only an id with a dot can be one, and the regular expression costs
+        -- more than the rest of this step, so other ids skip it.
+        nullif(
+            case
+                when contains(customer_id, '.') then regexp_replace(trim(customer_id), '^([0-9]+)\.0+$', '\1')
+                else trim(customer_id)
+            end,
+            ''
+        ) as customer_id,
         nullif(trim(order_id), '') as order_id,
         nullif(trim(ordered_at), '') as ordered_at_text,
         nullif(trim(product_id), '') as product_id,
@@ -86,10 +94,12 @@ numbered as (
 ),
 
 -- Products are far fewer than lines, so the patterns are matched once per
--- distinct code instead of once per line.
+-- distinct code instead of once per line. The codes come from raw.order_lines
+-- and not from the source step: DuckDB stores a step that two others read,
+-- which copied every raw line once more.
 non_product_ids as (
     select distinct product_id
-    from (select nullif(trim(product_id), '') as product_id from source) as product_ids
+    from (select nullif(trim(product_id), '') as product_id from raw.order_lines) as product_ids
     where exists (
         select 1
         from mkt.non_product_codes as codes

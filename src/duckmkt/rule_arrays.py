@@ -64,7 +64,7 @@ def compile_rules(conditions: Sequence[dict], thresholds: Mapping[str, float], n
     def first_true(columns: Columns, n_rows: int) -> np.ndarray:
         for name in used:
             values, nulls = columns[name]
-            if np.isnan(values[~nulls]).any():
+            if _has_nan(values, nulls):
                 raise Unsupported(name)
         chosen = np.full(n_rows, -1, dtype=np.int32)
         undecided = np.ones(n_rows, dtype=bool)
@@ -174,10 +174,26 @@ def _compile_constant(literal: dict) -> tuple[Program, str]:
 
 
 def _constant(value: float | bool, *, is_null: bool) -> Program:
+    # Every batch but the last has the same size, so the arrays are built
+    # once per size. They are read-only because programs share them.
+    by_size: dict[int, Values] = {}
+
     def program(columns: Columns, n_rows: int) -> Values:
-        return np.full(n_rows, value), np.full(n_rows, is_null)
+        if n_rows not in by_size:
+            values, nulls = np.full(n_rows, value), np.full(n_rows, is_null)
+            values.flags.writeable = False
+            nulls.flags.writeable = False
+            by_size[n_rows] = (values, nulls)
+        return by_size[n_rows]
 
     return program
+
+
+def _has_nan(values: np.ndarray, nulls: np.ndarray) -> bool:
+    """Return whether a non-NULL value is NaN (NULL rows hold arbitrary values)."""
+    if not np.isnan(values).any():
+        return False
+    return bool(np.isnan(values[~nulls]).any())
 
 
 def _binary(operation, left: Program, right: Program) -> Program:
@@ -187,7 +203,7 @@ def _binary(operation, left: Program, right: Program) -> Program:
         with np.errstate(all="ignore"):
             result = operation(left_values, right_values)
         nulls = left_nulls | right_nulls
-        if result.dtype.kind == "f" and np.isnan(result[~nulls]).any():
+        if result.dtype.kind == "f" and _has_nan(result, nulls):
             # DuckDB orders NaN above every number; NumPy compares it false.
             raise Unsupported("NaN")
         return result, nulls

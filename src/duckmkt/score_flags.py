@@ -12,6 +12,7 @@ flagged, because their input does not change the score.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -33,37 +34,30 @@ def feature_bounds(metadata: Mapping[str, object], feature_names: Sequence[str])
     return minimum, maximum, used
 
 
-def _names_per_row(mask: np.ndarray, feature_names: Sequence[str]) -> pa.ListArray:
+@lru_cache(maxsize=16)
+def _names_array(feature_names: tuple[str, ...]) -> pa.StringArray:
+    """Return the feature names as one Arrow array, built once per model rather than per batch."""
+    return pa.array(feature_names, type=pa.string())
+
+
+def _names_per_row(mask: np.ndarray, names: pa.StringArray, *, dictionary: bool) -> pa.ListArray:
     """Return, for each row of a boolean [N, F] mask, the list of feature names where it is true.
 
-    Rows repeat few distinct masks, so each distinct mask is turned into its
-    list once and the rows take theirs by index. That is several times faster
-    than listing every true cell of a scoring batch.
+    The true cells are found on the flattened mask, which NumPy scans about
+    ten times faster than it finds row and column pairs in two dimensions.
+    With ``dictionary``, the lists hold indices into ``names`` instead of
+    copies of the names.
     """
     n_rows, n_columns = mask.shape
-    if not mask.any():
-        # The common batch without flags: every row gets the empty list.
-        return pa.ListArray.from_arrays(pa.array(np.zeros(n_rows + 1, dtype=np.int32)), pa.array([], type=pa.string()))
-    if n_columns > 52:
-        rows, columns = np.nonzero(mask)
-        offsets = np.zeros(n_rows + 1, dtype=np.int32)
-        np.cumsum(np.bincount(rows, minlength=n_rows), out=offsets[1:])
-        values = pa.array(feature_names, type=pa.string()).take(pa.array(columns))
-        return pa.ListArray.from_arrays(pa.array(offsets), values)
-
-    # Each row's mask as one number. A float64 product is exact up to 52 bits
-    # and runs on BLAS, about twice as fast as the same product in int64.
-    codes = mask.astype(np.float64) @ np.exp2(np.arange(n_columns))
-    distinct = np.unique(codes)
-    # Sorting once and searching is about twice as fast as unique(return_inverse=True).
-    inverse = np.searchsorted(distinct, codes)
-    # The names of each distinct mask, from its bits, without a Python loop.
-    bits = (distinct.astype(np.int64)[:, None] >> np.arange(n_columns, dtype=np.int64)) & 1
-    mask_rows, columns = np.nonzero(bits)
-    offsets = np.zeros(len(distinct) + 1, dtype=np.int32)
-    np.cumsum(np.bincount(mask_rows, minlength=len(distinct)), out=offsets[1:])
-    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(feature_names, type=pa.string()).take(pa.array(columns)))
-    return lists.take(pa.array(inverse))
+    flat = np.flatnonzero(mask)
+    rows, columns = np.divmod(flat, n_columns)
+    offsets = np.zeros(n_rows + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=offsets[1:])
+    if dictionary:
+        values = pa.DictionaryArray.from_arrays(pa.array(columns.astype(np.int32)), names)
+    else:
+        values = names.take(pa.array(columns))
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
 def data_quality_flags(
@@ -71,15 +65,24 @@ def data_quality_flags(
     metadata: Mapping[str, object],
     feature_names: Sequence[str],
     bounds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    *,
+    dictionary: bool = False,
 ) -> tuple[pa.ListArray, pa.ListArray]:
     """Return (imputed_features, out_of_range_features) lists for each row of the float32 feature matrix.
 
     ``bounds`` is ``feature_bounds(metadata, feature_names)``, which a caller
-    scoring many batches computes once.
+    scoring many batches computes once. ``dictionary`` encodes the names as
+    indices into one array of names (see ``_names_per_row``).
     """
     minimum, maximum, used = feature_bounds(metadata, feature_names) if bounds is None else bounds
-    finite = np.isfinite(matrix)
-    imputed = ~finite & used
+    # In-place operators: each temporary of a 2,048-row batch costs about as
+    # much as the comparison that fills it.
+    not_finite = ~np.isfinite(matrix)
+    imputed = not_finite & used
     with np.errstate(invalid="ignore"):
-        out_of_range = finite & used & ((matrix < minimum) | (matrix > maximum))
-    return _names_per_row(imputed, feature_names), _names_per_row(out_of_range, feature_names)
+        out_of_range = matrix < minimum
+        out_of_range |= matrix > maximum
+    out_of_range &= used
+    out_of_range &= ~not_finite
+    names = _names_array(tuple(feature_names))
+    return _names_per_row(imputed, names, dictionary=dictionary), _names_per_row(out_of_range, names, dictionary=dictionary)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from duckmkt.i18n import _
 from duckmkt.recommend.scoring import register_recommender
 from duckmkt.registry import load_metadata, verify_model
 from duckmkt.score_flags import data_quality_flags, feature_bounds
+from duckmkt.score_macro import feature_type_check, field_type_error, not_a_struct_error, score_macro_sql
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ HEADS = ("purchase_prob", "expected_spend", "churn_risk")
 # The UDF behind the score_customer macro of a registered connection.
 CHECKED_FUNCTION = "duckmkt_score_customer"
 FINGERPRINT_FUNCTION = "duckmkt_rules_fingerprint"
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+CHECK_FUNCTION = "duckmkt_check_features"
 DEFAULT_MODELS_DIR = Path("models")
 DEFAULT_MODEL_NAME = "customer"
 
@@ -199,18 +201,9 @@ class Scorer:
         outputs = self.session.run(list(HEADS), {input_name: matrix})
         return {head: output.reshape(-1).astype(np.float64) for head, output in zip(HEADS, outputs)}
 
-    def feature_matrix(self, structs: pa.StructArray) -> np.ndarray:
-        """Return the float32 feature matrix of a batch of feature structs.
-
-        Fields are matched by name, so their order in the struct does not
-        matter and extra fields are ignored. NULL becomes NaN, which the
-        model imputes exactly as in training. A value beyond the float32
-        range (about 3.4e38 in magnitude) also becomes NaN instead of
-        infinity, so it is imputed and listed in ``imputed_features``. The
-        compiled SQL macro treats it the same way.
-        """
-        present = {structs.type.field(i).name: i for i in range(structs.type.num_fields)}
-        missing = [name for name in self.feature_names if name not in present]
+    def check_field_names(self, names: Collection[str]) -> None:
+        """Raise naming the model features missing from a feature struct's field ``names``."""
+        missing = [name for name in self.feature_names if name not in names]
         if missing:
             raise FeatureError(
                 _("score_customer: the feature struct has no field {fields}; pass a row of mkt.customer_features or a struct with the fields {expected}.").format(
@@ -218,31 +211,43 @@ class Scorer:
                 )
             )
 
+    def feature_matrix(self, structs: pa.StructArray) -> np.ndarray:
+        """Return the float32 feature matrix of a batch of feature structs.
+
+        Fields are matched by name, so their order in the struct does not
+        matter and extra fields are ignored. NULL becomes NaN, which the
+        model imputes exactly as in training. A value whose float32 rounding
+        overflows (beyond about 3.4e38 in magnitude) also becomes NaN instead
+        of infinity, so it is imputed and listed in ``imputed_features``, as
+        DuckDB's ``try_cast(x as float)`` in the compiled SQL macro gives NULL.
+        """
+        present = {structs.type.field(i).name: i for i in range(structs.type.num_fields)}
+        self.check_field_names(present)
         # A NULL-free DOUBLE column is read without a copy and narrowed to
-        # float32 as it is stored. Values beyond the float32 range become
-        # infinite there, and every infinity becomes NaN.
+        # float32 as it is stored; an overflow becomes infinite there.
         matrix = np.empty((len(structs), len(self.feature_names)), dtype=np.float32)
         with np.errstate(over="ignore"):
             for column, name in enumerate(self.feature_names):
-                values = _to_float(structs.field(present[name]), name)
-                matrix[:, column] = values
-                # A value just above the float32 maximum rounds down to it
-                # instead of overflowing; it is beyond the range all the same.
-                if (np.abs(matrix[:, column]) == _FLOAT32_MAX).any():
-                    matrix[np.abs(values) > _FLOAT32_MAX, column] = np.nan
-        matrix[np.isinf(matrix)] = np.nan
+                matrix[:, column] = _to_float(structs.field(present[name]), name)
+        infinite = np.isinf(matrix)
+        if infinite.any():
+            matrix[infinite] = np.nan
         return matrix
 
     def score_arrow_checked(self, structs: pa.Array | pa.ChunkedArray, fingerprints: pa.Array | pa.ChunkedArray) -> pa.StructArray:
         """Score a batch whose query passed the rules' fingerprint, read when the query was planned (see ``register``)."""
         fingerprint = fingerprints[0].as_py() if len(fingerprints) else None
-        return self._score(structs, fingerprint)
+        return self._score(structs, fingerprint, for_duckdb=True)
 
     def score_arrow(self, structs: pa.Array | pa.ChunkedArray) -> pa.StructArray:
         """Score a batch of feature structs; a NULL struct gives a NULL score."""
+        return self._score(structs, None)
+
+    def score_arrow_udf(self, structs: pa.Array | pa.ChunkedArray) -> pa.StructArray:
+        """Return ``score_arrow``'s values, encoded for DuckDB: this is the UDF ``score_customer``."""
         # DuckDB derives the UDF's parameters from this signature, so it
         # keeps the one argument.
-        return self._score(structs, None)
+        return self._score(structs, None, for_duckdb=True)
 
     def warm_up(self, n_rows: int = 2048) -> None:
         """Score ``n_rows`` rows of the training medians once and drop the result.
@@ -256,16 +261,17 @@ class Scorer:
         columns = [pa.array(np.full(n_rows, medians.get(name, 0.0) or 0.0, dtype=np.float64)) for name in self.feature_names]
         self._score(pa.StructArray.from_arrays(columns, names=self.feature_names), None)
 
-    def _score(self, structs: pa.Array | pa.ChunkedArray, rules_fingerprint: str | None) -> pa.StructArray:
-        """Score a batch; ``rules_fingerprint`` is the fingerprint of ``mkt.strategy_rules`` read for this query, or None."""
+    def _score(self, structs: pa.Array | pa.ChunkedArray, rules_fingerprint: str | None, *, for_duckdb: bool = False) -> pa.StructArray:
+        """Score a batch; ``rules_fingerprint`` is the fingerprint of ``mkt.strategy_rules`` read for this query, or None.
+
+        ``for_duckdb`` returns the strategy codes and the flag lists
+        dictionary-encoded, so Python builds no string per row and DuckDB
+        reads them as VARCHAR. Other readers (Spark, tests) get plain strings.
+        """
         if isinstance(structs, pa.ChunkedArray):
             structs = structs.combine_chunks()
         if not pat.is_struct(structs.type):
-            raise FeatureError(
-                _("score_customer expects a struct of features, for example score_customer(f) with f a row of mkt.customer_features; it got {type}.").format(
-                    type=structs.type
-                )
-            )
+            raise not_a_struct_error(structs.type)
 
         n_rows = len(structs)
         if n_rows == 0:
@@ -276,14 +282,16 @@ class Scorer:
         arrays = [pa.array(predictions[head]) for head in HEADS]
         # Strategies come from the rules in mkt.strategy_rules, with the
         # meaning the macro mkt.assign_strategy gives them.
-        arrays.append(self.rule_evaluator().evaluate(predictions, structs, fingerprint=rules_fingerprint))
+        arrays.append(self.rule_evaluator().evaluate(predictions, structs, fingerprint=rules_fingerprint, dictionary=for_duckdb))
         arrays.append(self._version_column(n_rows))
         if self._bounds is None:
             self._bounds = feature_bounds(self.metadata, self.feature_names)
-        arrays.extend(data_quality_flags(matrix, self.metadata, self.feature_names, self._bounds))
+        arrays.extend(data_quality_flags(matrix, self.metadata, self.feature_names, self._bounds, dictionary=for_duckdb))
 
         # Validity of the struct itself: a NULL row gets a NULL score.
         mask = structs.is_null() if structs.null_count else None
+        if for_duckdb:
+            return pa.StructArray.from_arrays(arrays, names=_SCORE_ARROW_TYPE.names, mask=mask)
         return pa.StructArray.from_arrays(arrays, fields=list(_SCORE_ARROW_TYPE), mask=mask)
 
 
@@ -293,13 +301,10 @@ def _to_float(values: pa.Array, name: str) -> np.ndarray:
     if pat.is_null(kind):
         return np.full(len(values), np.nan)
     if not (pat.is_integer(kind) or pat.is_floating(kind) or pat.is_decimal(kind) or pat.is_boolean(kind)):
-        raise FeatureError(
-            _("score_customer: field {field} has type {type}; it must be numeric. Cast it, for example {field}::double.").format(
-                field=name, type=kind
-            )
-        )
-    if pat.is_float64(kind) and values.null_count == 0:
-        return values.to_numpy(zero_copy_only=True)
+        raise field_type_error(name, kind)
+    if pat.is_float64(kind):
+        # Without NULLs this is the buffer itself; with them, a copy with NaN.
+        return values.to_numpy(zero_copy_only=False)
     as_float = pc.cast(values, pa.float64(), safe=False)
     return as_float.to_numpy(zero_copy_only=False)
 
@@ -333,7 +338,7 @@ def register(
     scorer.rules = strategy.RuleEvaluator(con, scorer.metadata["strategy_thresholds"], scorer.feature_names)
     strategy.compile_rules_if_writable(con, scorer.metadata["strategy_thresholds"], scorer.version, scorer.feature_names)
     scorer.warm_up()
-    _replace_function(con, "score_customer", scorer.score_arrow, SCORE_TYPE)
+    _replace_function(con, "score_customer", scorer.score_arrow_udf, SCORE_TYPE)
     _register_checked_macro(con, scorer)
     explain.register(con, scorer)
     # recommend_products, when a recommender is trained under models_dir.
@@ -371,30 +376,32 @@ def _onnx_threads_for(con: duckdb.DuckDBPyConnection) -> int | None:
 
 
 def _register_checked_macro(con: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
-    """Make ``score_customer`` on ``con`` look up the rules' fingerprint once per query, not per batch.
+    """Make ``score_customer`` on ``con`` the macro of ``duckmkt.score_macro``.
 
-    Without it, the UDF queries DuckDB for the fingerprint on every batch of
-    2,048 rows, which cost about a third of the scoring time. The function
-    that reads it takes no argument and has no side effects, so DuckDB's
-    optimizer folds it to a constant when it plans each query (also for
-    PREPARE and EXECUTE). A scalar subquery would do the same but breaks
-    ``unnest(score_customer(f))`` in DuckDB 2.0.1. A temporary macro is seen
-    by ``con`` only; cursors and other connections call the UDF
-    ``score_customer`` itself, which reads the fingerprint per batch.
+    Among other things, the macro passes the rules' fingerprint, read once per
+    query: without it, the UDF queries DuckDB for the fingerprint on every
+    batch of 2,048 rows, which cost about a third of the scoring time. The
+    functions that read and check it have no side effects and constant
+    arguments, so DuckDB's optimizer folds them to a constant when it plans
+    each query (also for PREPARE and EXECUTE). A scalar subquery would do the
+    same but breaks ``unnest(score_customer(f))`` in DuckDB 2.0.1. A temporary
+    macro is seen by ``con`` only; cursors and other connections call the
+    UDF ``score_customer`` itself.
     """
     _replace_function(con, CHECKED_FUNCTION, scorer.score_arrow_checked, SCORE_TYPE)
     evaluator = scorer.rule_evaluator()
-    try:
-        con.remove_function(FINGERPRINT_FUNCTION)
-    except duckdb.InvalidInputException:
-        pass
-    keep_alive(evaluator.fingerprint)
-    con.create_function(
-        FINGERPRINT_FUNCTION, evaluator.fingerprint, parameters=[], return_type=duckdb.sqltypes.VARCHAR, side_effects=False
-    )
-    con.execute(
-        f"create or replace temp macro score_customer(features) as {CHECKED_FUNCTION}(features, {FINGERPRINT_FUNCTION}())"
-    )
+    check = feature_type_check(scorer.feature_names, scorer.check_field_names)
+    for function_name, function, parameters in (
+        (FINGERPRINT_FUNCTION, evaluator.fingerprint, []),
+        (CHECK_FUNCTION, check, [duckdb.sqltypes.VARCHAR, duckdb.sqltypes.VARCHAR]),
+    ):
+        try:
+            con.remove_function(function_name)
+        except duckdb.InvalidInputException:
+            pass
+        keep_alive(function)
+        con.create_function(function_name, function, parameters=parameters, return_type=duckdb.sqltypes.VARCHAR, side_effects=False)
+    con.execute(score_macro_sql("score_customer", CHECKED_FUNCTION, CHECK_FUNCTION, FINGERPRINT_FUNCTION, scorer.feature_names))
 
 
 def _replace_function(con: duckdb.DuckDBPyConnection, function_name: str, function, return_type) -> None:

@@ -24,6 +24,11 @@ from duckmkt.i18n import _
 
 logger = logging.getLogger(__name__)
 
+
+def quote_identifier(name: str) -> str:
+    """Return ``name`` as a double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
 # Folders in pipeline order; it breaks ties between files with no dependency
 # on each other so the install order is stable.
 LAYERS = ("raw", "seeds", "staging", "intermediate", "quality", "features", "labels", "actions", "registry")

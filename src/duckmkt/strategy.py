@@ -706,17 +706,24 @@ class RuleEvaluator:
         with self._lock:
             return self._current().case_sql
 
-    def evaluate(self, predictions: Mapping[str, np.ndarray], features: pa.StructArray, *, fingerprint: str | None = None) -> pa.Array:
+    def evaluate(
+        self, predictions: Mapping[str, np.ndarray], features: pa.StructArray, *, fingerprint: str | None = None, dictionary: bool = False
+    ) -> pa.Array:
         """Return the strategy code of each row of a batch of predictions and feature structs.
 
         ``fingerprint``: the rules' fingerprint read when the calling query was planned, or None.
+        ``dictionary``: return the codes as indices into the array of rule codes
+        where the rules run in NumPy, which DuckDB reads without a string per row.
         """
         with self._lock:
             compiled = self._current(fingerprint)
         if compiled.first_true is not None:
             try:
                 chosen = compiled.first_true(_rule_columns(predictions, features, compiled.first_true.used_names), len(features))
-                return compiled.codes.take(pa.array(chosen, mask=chosen < 0))
+                indices = pa.array(chosen, mask=chosen < 0)
+                if dictionary:
+                    return pa.DictionaryArray.from_arrays(indices, compiled.codes)
+                return compiled.codes.take(indices)
             except rule_arrays.Unsupported:
                 pass
         return self._evaluate_in_duckdb(compiled.case_sql, predictions, features)

@@ -37,6 +37,7 @@ from duckmkt.compile.operators import OPERATORS
 from duckmkt.errors import ModelError
 from duckmkt.i18n import _
 from duckmkt.registry import MODEL_FILE, verify_model
+from duckmkt.sql_views import quote_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -119,20 +120,16 @@ def translate_model(model_dir: str | Path, rules: StrategySql) -> CompiledModel:
     )
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _features_cte(feature_names: list[str], input_columns: tuple[str, ...]) -> Cte:
     # ONNX Runtime receives float32, so each feature is rounded to float32
     # first; NULL (and a value beyond the float32 range) becomes NaN, which
     # the model imputes exactly as the score_customer UDF does. The original
     # columns stay because strategy rules may read features. No other column
     # of the input is carried, so none can collide with generated names.
-    keep = ", ".join(["customer_id", *(_quote(name) for name in feature_names)])
+    keep = ", ".join(["customer_id", *(quote_identifier(name) for name in feature_names)])
     cte = Cte(name="features", source="query_table(tbl)", keep=keep)
     for name, alias in zip(feature_names, input_columns):
-        cte.columns.append((alias, f"coalesce(try_cast({_quote(name)}::double as float)::double, 'nan'::double)"))
+        cte.columns.append((alias, f"coalesce(try_cast({quote_identifier(name)}::double as float)::double, 'nan'::double)"))
     return cte
 
 
@@ -140,7 +137,7 @@ def _strategy_inputs_cte(feature_names: list[str], version: str) -> Cte:
     """Return the step that packs predictions and features into the structs the rules read."""
     cte = Cte(name="strategy_inputs", source="predictions")
     scores = ", ".join([*(f"{name} := {name}" for name in strategy.PREDICTION_NAMES), f"model_version := {_sql_string(version)}"])
-    features = ", ".join(f"{_quote(name)} := {_quote(name)}" for name in feature_names)
+    features = ", ".join(f"{quote_identifier(name)} := {quote_identifier(name)}" for name in feature_names)
     cte.columns = [("scores", f"struct_pack({scores})"), ("features", f"struct_pack({features})")]
     return cte
 

@@ -27,6 +27,7 @@ from duckmkt.loading.convert import ATTRIBUTES, Converted, ReadOptions, convert_
 from duckmkt.loading.mapping import Mapping, check_mapping_columns, guess_mapping
 from duckmkt.loading.readers import LINE_COLUMN, SourceTable, read_source
 from duckmkt.loading.report import LoadReport
+from duckmkt.sql_views import quote_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +39,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _already_loaded(con: duckdb.DuckDBPyConnection, sha256: str, kind: str) -> bool:
@@ -79,9 +76,9 @@ def _insert_new_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[s
     Rows are compared on ``columns`` as a multiset: the k-th copy of a row in
     the file is new when the table contains fewer than k copies.
     """
-    fields = ", ".join(_quote_identifier(name) for name in columns)
+    fields = ", ".join(quote_identifier(name) for name in columns)
     matches = " and ".join(
-        f"numbered.{_quote_identifier(name)} is not distinct from existing.{_quote_identifier(name)}" for name in columns
+        f"numbered.{quote_identifier(name)} is not distinct from existing.{quote_identifier(name)}" for name in columns
     )
     con.execute(
         f"""
@@ -96,7 +93,7 @@ def _insert_new_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[s
             from {table}
             group by all
         )
-        select {', '.join(f'numbered.{name}' for name in meta)}, {', '.join(f'numbered.{_quote_identifier(n)}' for n in columns)}
+        select {', '.join(f'numbered.{name}' for name in meta)}, {', '.join(f'numbered.{quote_identifier(n)}' for n in columns)}
         from numbered
         left join existing on {matches}
         where numbered.occurrence > coalesce(existing.n_existing, 0)
