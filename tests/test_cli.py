@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from duckmkt.cli import activate_language
 from duckmkt.commands import build_app
+from duckmkt.database import DatabaseLockedError, connect_database
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -207,3 +208,167 @@ def test_load_suggests_multi_kind_preset(runner, tmp_path):
 
     assert result.exit_code == 1
     assert "--preset bank_marketing" in result.output
+
+
+@pytest.fixture
+def lock_holder(small_db_copy):
+    """A second Python process that holds the write lock on a copy of the small database."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, duckdb; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(300)",
+            str(small_db_copy),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    yield small_db_copy, holder.pid
+    holder.kill()
+    holder.wait(timeout=30)
+
+
+@pytest.mark.parametrize("command", ["quality", "load", "score", "models list"])
+def test_locked_database_is_one_error(runner, lock_holder, small_orders_csv, command):
+    db, pid = lock_holder
+    arguments = [*command.split(), db] + ([small_orders_csv] if command == "load" else [])
+
+    result = invoke(runner, *arguments)
+
+    assert result.exit_code == 1
+    assert f"Database {db} is locked" in result.output
+    assert "close that program" in result.output
+    assert f"held by process {pid}" in result.output
+    assert "Could not set lock" not in result.output
+    assert "IO Error" not in result.output
+
+
+def test_locked_database_in_chinese(lock_holder):
+    db, _pid = lock_holder
+
+    result = run_process("quality", db, lang="zh_CN.UTF-8")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("错误：")
+    assert str(db) in result.stderr
+    assert "Could not set lock" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_locked_database_demo_keeps_file(runner, lock_holder, tmp_path):
+    db, _pid = lock_holder
+    size = db.stat().st_size
+
+    result = invoke(runner, "demo", "--db", db, "--models-dir", tmp_path / "models")
+
+    assert result.exit_code == 1
+    assert "is locked" in result.output
+    assert db.stat().st_size == size
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("%Q", "%Q is not a strptime directive"),
+        ("%d/%-Q/%Y", "%-Q is not a strptime directive"),
+        ("%d/%m/%Y%", "% is not a strptime directive"),
+        ("%d/%m/%d", "more than once"),
+        ("%Y-%m-%d %H:%M:%S.%n", "write %f in its place"),
+    ],
+)
+def test_load_rejects_invalid_date_format(runner, tmp_path, small_orders_csv, value, message):
+    db = tmp_path / "cli.duckdb"
+
+    result = invoke(runner, "load", db, small_orders_csv, "--date-format", value)
+
+    assert result.exit_code == 1
+    assert repr(value) in result.output
+    assert message in result.output
+    assert "rows read" not in result.output
+    assert not db.exists()
+
+
+def test_load_accepts_duckdb_only_directives(runner, tmp_path, small_orders_csv):
+    # %-m, %-d and %T are DuckDB strptime directives that Python's strptime lacks.
+    db = tmp_path / "cli.duckdb"
+
+    result = invoke(runner, "load", db, small_orders_csv, "--date-format", "%Y-%-m-%-d %T")
+
+    assert result.exit_code == 0, result.output
+    assert "invalid_date" not in result.output
+    with duckdb.connect(str(db), read_only=True) as con:
+        [(n_lines, first_order)] = con.execute("select count(*), min(ordered_at) from raw.order_lines").fetchall()
+        [(n_rows, first_in_file)] = con.execute(
+            "select count(*), min(strptime(InvoiceDate, '%Y-%m-%d %H:%M:%S')) from read_csv(?, all_varchar = true)",
+            [str(small_orders_csv)],
+        ).fetchall()
+    assert n_lines == n_rows
+    assert first_order == str(first_in_file)
+
+
+def test_load_every_row_rejected_removes_new_database(runner, tmp_path, small_orders_csv):
+    db = tmp_path / "shop.duckdb"
+
+    result = invoke(runner, "load", db, small_orders_csv, "--date-format", "%d/%m/%Y")
+
+    assert result.exit_code == 1
+    assert "was removed again" in result.output
+    assert "Rejected as invalid_date" in result.output
+    assert "mkt.rejected_rows" not in result.output
+    assert not db.exists()
+    assert not Path(f"{db}.wal").exists()
+
+
+def test_load_unreadable_file_removes_new_database(runner, tmp_path):
+    db = tmp_path / "shop.duckdb"
+    unreadable = tmp_path / "orders.csv.gz"
+    unreadable.write_text("InvoiceNo,InvoiceDate\n1,2011-01-01\n")
+
+    result = invoke(runner, "load", db, unreadable)
+
+    assert result.exit_code == 1
+    assert result.output.startswith("Error:")
+    assert not db.exists()
+    assert not Path(f"{db}.wal").exists()
+
+
+def test_load_every_row_rejected_keeps_existing_database(runner, tmp_path, small_db_copy, small_orders_csv):
+    # The first 100 lines, so the file differs from the one already loaded.
+    head = tmp_path / "head.csv"
+    head.write_text("".join(small_orders_csv.read_text().splitlines(keepends=True)[:101]))
+
+    result = invoke(runner, "load", small_db_copy, head, "--date-format", "%d/%m/%Y")
+
+    assert result.exit_code == 1
+    assert "see mkt.rejected_rows" in result.output
+    assert small_db_copy.exists()
+    with duckdb.connect(str(small_db_copy), read_only=True) as con:
+        [(n_lines,)] = con.execute("select count(*) from raw.order_lines").fetchall()
+        [(n_rejected,)] = con.execute("select count(*) from raw.rejected_rows where reason = 'invalid_date'").fetchall()
+    assert n_lines > 0
+    assert n_rejected > 0
+
+
+def test_load_unreadable_file_keeps_existing_database(runner, tmp_path, small_db_copy):
+    unreadable = tmp_path / "orders.csv.gz"
+    unreadable.write_text("InvoiceNo,InvoiceDate\n1,2011-01-01\n")
+
+    result = invoke(runner, "load", small_db_copy, unreadable)
+
+    assert result.exit_code == 1
+    assert small_db_copy.exists()
+    with duckdb.connect(str(small_db_copy), read_only=True) as con:
+        [(n_lines,)] = con.execute("select count(*) from raw.order_lines").fetchall()
+    assert n_lines > 0
+
+
+def test_locked_database_read_only_open(lock_holder):
+    db, pid = lock_holder
+
+    with pytest.raises(DatabaseLockedError) as raised:
+        connect_database(db, read_only=True)
+
+    assert f"Database {db} is locked" in str(raised.value)
+    assert "open for writing" in str(raised.value)
+    assert f"held by process {pid}" in str(raised.value)

@@ -12,6 +12,7 @@ import pytest
 from duckmkt import sql_views
 from duckmkt.errors import InputFileError, MappingError
 from duckmkt.loading import AmbiguousDateError, Mapping, load_file, load_orders, read_mapping
+from duckmkt.loading.dates import date_format_error, parse_dates
 
 ORDER_HEADER = "customer_id,order_id,ordered_at,product_id,quantity,unit_price\n"
 
@@ -299,3 +300,33 @@ def test_fully_mapped_file_has_no_unmapped_warning(con, tmp_path):
     report = load_orders(con, path)
 
     assert report.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("date_format", "texts"),
+    [
+        ("%-d.%-m.%Y %-H:%-M:%-S", ["5.1.2011 7:4:9", "15.12.2011 13:45:30"]),
+        ("%d %h %Y %T", ["05 Jan 2011 07:04:09", "15 Dec 2011 13:45:30"]),
+        ("%Y-%m-%d %H:%M:%S.%g", ["2011-01-05 07:04:09.123", "2011-12-15 13:45:30.007"]),
+        ("%Y %-j %-I%p", ["2011 5 7AM", "2011 349 1PM"]),
+    ],
+)
+def test_parse_dates_duckdb_directives_match_duckdb(date_format, texts):
+    parsed = parse_dates(texts, "ordered_at", date_format=date_format)
+    expected = duckdb.execute("select t, strptime(t, ?) from unnest(?) as u(t)", [date_format, texts]).fetchall()
+
+    assert date_format_error(date_format) is None
+    for text, value in expected:
+        assert parsed.values[text] == value, text
+
+
+@pytest.mark.parametrize("directive", ["%Q", "%-Q", "%", "%-"])
+def test_date_format_error_unknown_directive(directive):
+    value = f"%Y-%m-%d {directive}"
+
+    message = date_format_error(value)
+
+    assert message is not None
+    assert repr(value) in message
+    assert f"{directive} is not a strptime directive" in message
+    assert "%d/%m/%Y %H:%M" in message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import duckdb
@@ -18,6 +19,61 @@ logger = logging.getLogger(__name__)
 # cannot open. Format v1.0.0 is readable by every DuckDB since 1.0. An
 # existing file keeps the format it was created with.
 STORAGE_COMPATIBILITY_VERSION = "v1.0.0"
+
+
+# DuckDB 2.0.1 reports a lock conflict as an IOException "Could not set lock on
+# file ...: Conflicting lock is held in <program> (PID <pid>)".
+_LOCK_CONFLICT = "Could not set lock on file"
+_LOCK_HOLDER_PID = re.compile(r"\(PID (\d+)\)")
+
+
+class DatabaseLockedError(DuckmktError):
+    """Another process holds a lock on the database file that conflicts with the requested one."""
+
+
+def locked_database_error(
+    path: str | Path, error: duckdb.Error, *, read_only: bool, hint: str | None = None
+) -> DatabaseLockedError | None:
+    """Translate DuckDB's lock conflict on ``path`` into a DatabaseLockedError; return None for any other error.
+
+    DuckDB lets one process open a file for writing, and several processes
+    only when every one of them opens it read-only. ``hint`` is a translated
+    sentence appended to the message, for a command that can open the file
+    read-only.
+    """
+    if not isinstance(error, duckdb.IOException) or _LOCK_CONFLICT not in str(error):
+        return None
+    if read_only:
+        message = _(
+            "Database {path} is locked because another program has it open for writing; close that program or its "
+            "DuckDB connection, or let it open the file read-only, and run the command again."
+        ).format(path=path)
+    else:
+        message = _(
+            "Database {path} is locked because another program has it open; close that program or its DuckDB "
+            "connection and run the command again. DuckDB shares a file between programs only when all of them open "
+            "it read-only."
+        ).format(path=path)
+    holder = _LOCK_HOLDER_PID.search(str(error))
+    if holder is not None:
+        message += " " + _("The lock is held by process {pid}.").format(pid=holder.group(1))
+    if hint is not None:
+        message += " " + hint
+    return DatabaseLockedError(message)
+
+
+def check_not_locked(path: str | Path) -> None:
+    """Raise DatabaseLockedError when another process holds a lock on the existing file ``path``.
+
+    It opens and closes the file, because DuckDB reports a lock only when a connection fails.
+    Other errors are ignored because the caller replaces the file anyway.
+    """
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.Error as error:
+        locked = locked_database_error(path, error, read_only=False)
+        if locked is not None:
+            raise locked from error
 
 
 def _is_duckdb_file(path: Path) -> bool:
@@ -52,6 +108,9 @@ def connect_database(path: str | Path, *, read_only: bool = False, create: bool 
             str(path), read_only=read_only, config={"storage_compatibility_version": STORAGE_COMPATIBILITY_VERSION}
         )
     except duckdb.Error as error:
+        locked = locked_database_error(path, error, read_only=read_only)
+        if locked is not None:
+            raise locked from error
         raise DuckmktError(
             _("Could not open database {path}: {error}").format(path=path, error=error)
         ) from error

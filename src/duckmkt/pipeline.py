@@ -16,8 +16,9 @@ from pathlib import Path
 import typer
 
 from duckmkt import loading
-from duckmkt.database import connect_database
+from duckmkt.database import check_not_locked, connect_database
 from duckmkt.errors import DuckmktError, InputFileError
+from duckmkt.loading.loader import check_load_options
 from duckmkt.i18n import N_, _
 from duckmkt.tables import format_table
 
@@ -66,24 +67,35 @@ def load_command(
 
         # Read before the database is opened, so a missing key changes nothing.
         options["id_key"] = read_id_key(id_key_file)
-    # Checked before the database is opened, so a mistyped file name leaves
-    # no empty database behind.
+    # Checked before the database is opened, so a mistyped file name or
+    # option leaves no empty database behind.
     if not Path(file).is_file():
         raise InputFileError(_("Input file {path} not found.").format(path=file))
-    con = connect_database(db)
+    check_load_options(date_format=date_format, delimiter=delimiter)
+
+    created = not Path(db).exists()
     try:
-        if preset is not None or mapping is not None:
-            reports = loading.load_files(con, file, loading.read_mappings(mapping, preset=preset), **options)
-        else:
-            reports = [loading.load_file(con, file, kind=kind, **options)]
-    finally:
-        con.close()
+        reports = _load_into(db, file, kind=kind, preset=preset, mapping=mapping, options=options)
+    except BaseException:
+        # BaseException, so that Ctrl-C during a first load also removes the file.
+        if created:
+            remove_database_file(db)
+        raise
+    failed = [report for report in reports if report.n_rows_read > 0 and report.n_rows_rejected == report.n_rows_read]
+    removed = bool(failed) and created
+    if removed:
+        remove_database_file(db)
 
     for report in reports:
-        echo(report.summary())
+        echo(report.summary(rejected_rows_kept=not removed))
         if report.kind == "orders" and report.line_status_counts:
             print_line_statuses(report.line_status_counts)
-    failed = [report for report in reports if report.n_rows_read > 0 and report.n_rows_rejected == report.n_rows_read]
+    if removed:
+        raise InputFileError(
+            _("{file}: every {kind} row was rejected, so {db}, which this load created, was removed again; fix the cause shown above (for example --date-format or --preset) and load the file again.").format(
+                file=Path(file).name, kind=failed[0].kind, db=db
+            )
+        )
     if failed:
         # The rejected rows are kept, and the next load of the same file is
         # not skipped, so the user can fix the option and rerun.
@@ -93,6 +105,28 @@ def load_command(
             )
         )
     return reports
+
+
+def _load_into(
+    db: Path, file: Path, *, kind: str, preset: str | None, mapping: Path | None, options: dict[str, object]
+) -> list[loading.LoadReport]:
+    """Open ``db`` (created when missing), load ``file`` and return one report per record kind."""
+    con = connect_database(db)
+    try:
+        if preset is not None or mapping is not None:
+            return loading.load_files(con, file, loading.read_mappings(mapping, preset=preset), **options)
+        return [loading.load_file(con, file, kind=kind, **options)]
+    finally:
+        con.close()
+
+
+def remove_database_file(db: Path) -> None:
+    """Delete the database file ``db`` and its write-ahead log; call it only on a file this run created."""
+    for path in (Path(db), Path(f"{db}.wal")):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            logger.warning(_("Could not remove %s: %s; delete it by hand."), path, error)
 
 
 def print_line_statuses(counts: dict[str, int]) -> None:
@@ -313,6 +347,9 @@ def demo_command(db: Path, *, models_dir: Path = Path("models"), epochs: int | N
     """Build ``db`` from the embedded Online Retail excerpt, train, and score."""
     db = Path(db)
     if db.exists():
+        # Unlinking a file that another program has open would succeed on
+        # Linux and leave that program writing to a deleted file.
+        check_not_locked(db)
         db.unlink()
         echo(_("Replacing {db}.").format(db=db))
     db.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ from pygwire import messages as pg
 from pygwire.constants import TransactionStatus
 
 from duckmkt import pgwire
+from duckmkt.database import locked_database_error
 from duckmkt.errors import DuckmktError
 from duckmkt.i18n import _
 
@@ -89,6 +90,12 @@ def open_database(settings: ServerSettings) -> duckdb.DuckDBPyConnection:
             str(settings.db), read_only=settings.read_only, config={"enable_external_access": False}
         )
     except duckdb.Error as error:
+        hint = None
+        if not settings.read_only:
+            hint = _("If the other program only reads the file, serve it read-only by leaving out --read-write.")
+        locked = locked_database_error(settings.db, error, read_only=settings.read_only, hint=hint)
+        if locked is not None:
+            raise locked from error
         raise ServerError(_("Could not open database {path}: {error}").format(path=settings.db, error=error)) from error
 
     try:

@@ -10,6 +10,10 @@ ambiguous value raises AmbiguousDateError unless a date format is given.
 Values with a time zone or offset are converted to UTC. Values without one
 are kept as written, or read in ``timezone`` and converted to UTC when that
 is given. The result is a naive datetime; the report counts conversions.
+
+A date format is written with DuckDB's strptime directives and parsed with
+Python's ``datetime.strptime``: ``python_strptime_format`` rewrites the
+directives that only DuckDB has.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import duckdb
 
 from duckmkt.errors import InputFileError
 from duckmkt.i18n import _
@@ -36,6 +42,84 @@ _CHINESE = re.compile(
     r"^(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日"
     r"(?:\s*(上午|下午)?\s*(\d{1,2})\s*[:：时]\s*(\d{1,2})\s*(?:[:：分]\s*(?:(\d{1,2})\s*秒?)?)?)?$"
 )
+
+
+# DuckDB strptime directives (DuckDB 2.0.1) that Python's datetime.strptime
+# lacks, with the Python directive that reads the same text. Python's %d, %m,
+# %H, %I, %M, %S and %j also read a value without its leading zero, and its
+# %f reads the three digits of DuckDB's %g as milliseconds.
+DUCKDB_ONLY_DIRECTIVES = {
+    "%-d": "%d",
+    "%-m": "%m",
+    "%-H": "%H",
+    "%-I": "%I",
+    "%-M": "%M",
+    "%-S": "%S",
+    "%-j": "%j",
+    "%g": "%f",
+    "%h": "%b",
+    "%T": "%H:%M:%S",
+}
+# DuckDB directives with no Python equivalent, and the directive to use
+# instead: Python's %y needs two digits and its %f reads at most six.
+UNSUPPORTED_DIRECTIVES = {"%-y": "%y", "%n": "%f"}
+DATE_FORMAT_EXAMPLE = "%d/%m/%Y %H:%M"
+
+_DIRECTIVE = re.compile(r"%(?:-.?|.?)", re.DOTALL)
+
+
+def _directives(date_format: str) -> list[str]:
+    """Return the directives of ``date_format`` in order, without the literal %%."""
+    return [directive for directive in _DIRECTIVE.findall(date_format) if directive != "%%"]
+
+
+def python_strptime_format(date_format: str) -> str:
+    """Rewrite the DuckDB-only directives of ``date_format`` for Python's datetime.strptime."""
+    return _DIRECTIVE.sub(lambda match: DUCKDB_ONLY_DIRECTIVES.get(match.group(0), match.group(0)), date_format)
+
+
+def date_format_error(date_format: str) -> str | None:
+    """Return why ``date_format`` cannot be used to parse dates, or None when it can.
+
+    A format is day-first, month-first, or a DuckDB strptime format with at
+    least one directive. DuckDB itself checks each directive, so the formats
+    accepted are those of the installed DuckDB, minus UNSUPPORTED_DIRECTIVES.
+    """
+    if date_format in (DAY_FIRST, MONTH_FIRST):
+        return None
+    directives = _directives(date_format)
+    if not directives:
+        return _(
+            "Date format {value!r} is not valid because it has no % directive: give a strptime format such as {example}, "
+            "or day-first or month-first."
+        ).format(value=date_format, example=DATE_FORMAT_EXAMPLE)
+    checker = duckdb.connect()
+    try:
+        for directive in directives:
+            if directive in UNSUPPORTED_DIRECTIVES:
+                return _("Date format {value!r} uses {directive}, which duckmkt cannot parse; write {replacement} in its place.").format(
+                    value=date_format, directive=directive, replacement=UNSUPPORTED_DIRECTIVES[directive]
+                )
+            try:
+                checker.execute("select try_strptime('', ?)", [directive]).fetchall()
+            except duckdb.Error:
+                return _(
+                    "Date format {value!r} is not valid: {directive} is not a strptime directive. "
+                    "Give a format such as {example}, or day-first or month-first."
+                ).format(value=date_format, directive=directive, example=DATE_FORMAT_EXAMPLE)
+    finally:
+        checker.close()
+    try:
+        datetime.strptime("", python_strptime_format(date_format))
+    except re.error:
+        # Python builds one named regex group per directive, so a directive
+        # given twice (%d ... %d) cannot be compiled.
+        return _("Date format {value!r} has a directive more than once; give each part of the date once, as in {example}.").format(
+            value=date_format, example=DATE_FORMAT_EXAMPLE
+        )
+    except ValueError:
+        pass
+    return None
 
 
 class AmbiguousDateError(InputFileError):
@@ -171,7 +255,7 @@ def parse_dates(texts: list[str], column: str, *, date_format: str | None = None
     if date_format in (DAY_FIRST, MONTH_FIRST):
         order = date_format
     elif date_format:
-        strptime_format = date_format
+        strptime_format = python_strptime_format(date_format)
     else:
         order = decide_order(texts, column)
 

@@ -24,6 +24,7 @@ from duckmkt.errors import InputFileError, MappingError
 from duckmkt.i18n import _
 from duckmkt.loading.contracts import CONTRACTS
 from duckmkt.loading.convert import ATTRIBUTES, Converted, ReadOptions, convert_table
+from duckmkt.loading.dates import date_format_error
 from duckmkt.loading.mapping import Mapping, check_mapping_columns, guess_mapping
 from duckmkt.loading.readers import LINE_COLUMN, SourceTable, read_source
 from duckmkt.loading.report import LoadReport
@@ -207,12 +208,8 @@ def _matching_presets(columns: list[str]) -> list[tuple[str, list[str]]]:
 
 def check_load_options(*, date_format: str | None, delimiter: str | None) -> None:
     """Raise MappingError for a date format or delimiter that cannot work, before anything is read."""
-    if date_format is not None and date_format not in ("day-first", "month-first") and "%" not in date_format:
-        raise MappingError(
-            _("Date format {value!r} is not valid: give a strptime format such as %d/%m/%Y, or day-first or month-first.").format(
-                value=date_format
-            )
-        )
+    if date_format is not None and (problem := date_format_error(date_format)) is not None:
+        raise MappingError(problem)
     if delimiter is not None and delimiter not in ("whitespace", "tab", "\\t") and len(delimiter) != 1:
         raise MappingError(
             _("Delimiter {value!r} is not valid: give one character such as ';' or '|', or tab or whitespace.").format(

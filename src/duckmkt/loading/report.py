@@ -42,8 +42,12 @@ class LoadReport:
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
 
-    def summary(self) -> str:
-        """Return the report as translated lines of text."""
+    def summary(self, *, rejected_rows_kept: bool = True) -> str:
+        """Return the report as translated lines of text.
+
+        ``rejected_rows_kept`` is False when the database was removed after
+        the load, so the lines do not point to mkt.rejected_rows.
+        """
         if self.skipped_as_repeat:
             return _("{file}: {kind} already loaded from a file with the same sha256; nothing added.").format(
                 file=self.source_file, kind=self.kind
@@ -64,7 +68,10 @@ class LoadReport:
                 )
             )
         for reason, count in sorted(self.rejected_by_reason.items()):
-            lines.append(_("Rejected as {reason}: {count} rows (see mkt.rejected_rows).").format(reason=reason, count=count))
+            if rejected_rows_kept:
+                lines.append(_("Rejected as {reason}: {count} rows (see mkt.rejected_rows).").format(reason=reason, count=count))
+            else:
+                lines.append(_("Rejected as {reason}: {count} rows.").format(reason=reason, count=count))
         for column, order in sorted(self.date_orders.items()):
             lines.append(_("Dates in {column} read {order}.").format(column=column, order=order))
         if self.n_dates_converted_to_utc:
