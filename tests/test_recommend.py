@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import duckdb
 import numpy as np
 import onnxruntime as ort
@@ -326,3 +328,57 @@ def test_recommender_co_purchase_constant_matches_baseline(small_db):
     assert similarity.shape == (len(vocabulary), len(vocabulary))
     assert np.allclose(similarity, expected, atol=1e-6)
     assert np.allclose(np.diag(similarity), 1.0, atol=1e-6)
+
+
+def test_models_list_shows_trained_recommender(small_db_copy, tmp_path, capsys):
+    from duckmkt.action_commands import train_recommender_command
+    from duckmkt.cli import activate_language
+    from duckmkt.model_quality import models_list_command
+
+    activate_language("en")
+    result = train_recommender_command(
+        small_db_copy, models_dir=tmp_path, epochs=2, hidden_units=(8,), min_customers=2, step_days=30
+    )
+    capsys.readouterr()
+    rows = models_list_command(small_db_copy)
+    english = capsys.readouterr().out
+    activate_language("zh")
+    try:
+        models_list_command(small_db_copy)
+        chinese = capsys.readouterr().out
+    finally:
+        activate_language("en")
+
+    assert [(row[0], row[1], row[3], row[4]) for row in rows] == [("recommender", result.version, "recommender", "candidate")]
+    assert "product recommender" in english
+    assert "recommend_products uses the promoted product recommender version" in english
+    assert "商品推荐模型" in chinese
+    assert "product recommender" not in chinese
+
+
+def test_promoted_recommender_used_by_recommend_products(small_db_copy, tmp_path, recommender_result):
+    from duckmkt import registry
+
+    # A copy saved as a later version, so the newest version is not the promoted one.
+    models_dir = tmp_path / "models"
+    older = models_dir / "recommender" / recommender_result.version
+    newer = models_dir / "recommender" / "29990101T000000Z"
+    shutil.copytree(recommender_result.model_dir, older)
+    shutil.copytree(recommender_result.model_dir, newer)
+    registry.write_metadata(newer, registry.load_metadata(newer) | {"version": newer.name})
+    # As saved before recommenders had model_kind, with only the "kind" key.
+    metadata = registry.load_metadata(older)
+    del metadata["model_kind"]
+    registry.write_metadata(older, metadata)
+    con = duckdb.connect(str(small_db_copy))
+    try:
+        newest = register_recommender(con, models_dir=models_dir)
+        registry.promote(con, "recommender", older.name, models_dir=models_dir)
+        promoted = register_recommender(con, models_dir=models_dir)
+        kinds = con.execute("select version, model_kind, status from mkt.models where name = 'recommender'").fetchall()
+    finally:
+        con.close()
+
+    assert newest.version == newer.name
+    assert promoted.version == older.name
+    assert kinds == [(older.name, "recommender", "promoted")]

@@ -31,7 +31,10 @@ def test_materialize_scores_full_columns(small_db_copy, trained_model_dir):
 
     assert run.full
     assert run.n_scored == n_features == n_rows == n_customers
-    for column in ("customer_id", "purchase_prob", "expected_spend", "churn_risk", "strategy", "model_version", "input_hash", "scored_at"):
+    for column in (
+        "customer_id", "purchase_prob", "expected_spend", "churn_risk", "strategy", "model_version", "input_hash",
+        "rules_fingerprint", "scored_at",
+    ):
         assert column in columns
     assert versions == [scorer.version]
 
@@ -89,6 +92,25 @@ def test_materialize_scores_changed_after_new_model_is_full(small_db_copy, train
     assert run.full
     assert run.n_scored == run.n_customers
     assert versions == [scorer.version]
+
+
+def test_materialize_scores_records_rules_fingerprint(small_db_copy, trained_model_dir):
+    con = connect_database(small_db_copy)
+    try:
+        scorer = register(con, trained_model_dir)
+        materialize_scores(con, model_version=scorer.version)
+        # As if an older duckmkt had written the table, without the column.
+        con.execute("alter table mkt.customer_scores drop column rules_fingerprint")
+        con.execute("update mkt.strategy_rules set condition = 'purchase_prob >= purchase_prob_low' where code = 'product_recommendation'")
+        run = materialize_scores(con, model_version=scorer.version, changed=True)
+        stored = con.execute("select list(distinct rules_fingerprint) from mkt.customer_scores").fetchall()[0][0]
+        current = con.execute("select fingerprint from mkt.strategy_rules_fingerprint").fetchall()[0][0]
+    finally:
+        con.close()
+
+    assert run.full
+    assert run.n_scored == run.n_customers
+    assert stored == [current]
 
 
 def test_materialize_scores_failure_keeps_old_table(small_db_copy, trained_model_dir):

@@ -12,6 +12,7 @@ from duckmkt.commands import actions
 from duckmkt.errors import DataError
 from duckmkt.scores import write_customer_scores
 from duckmkt.scoring import register
+from duckmkt.strategy import set_rule
 from duckmkt.targeting import TargetingError, target_customers
 
 
@@ -164,3 +165,63 @@ def test_target_macro_rejects_bad_arguments(scored_con, arguments, message):
     # The SQL macro checks what the CLI checks, so a negative cost cannot pick everyone.
     with pytest.raises(duckdb.Error, match=message):
         scored_con.execute(f"select count(*) from mkt.target_customers({arguments})").fetchall()
+
+
+# Widens product_recommendation from the median down to the lowest quarter of
+# purchase_prob, so some customers move from personalized_ad to it.
+WIDER_RECOMMENDATION = "purchase_prob >= purchase_prob_low"
+
+
+def test_target_after_rule_edit_requires_rescore(scored_con):
+    set_rule(scored_con, "product_recommendation", condition=WIDER_RECOMMENDATION)
+
+    with pytest.raises(DataError, match="before the strategy rules were last edited") as raised:
+        target_customers(scored_con, budget=100.0, cost_per_contact=2.0)
+    assert "duckmkt score DB" in str(raised.value)
+
+
+def count_strategy(con, code: str) -> int:
+    return con.execute("select count(*) from mkt.customer_scores where strategy = ?", [code]).fetchall()[0][0]
+
+
+def test_target_after_rescore_uses_edited_rules(scored_con, trained_model_dir):
+    n_before = count_strategy(scored_con, "product_recommendation")
+    set_rule(scored_con, "product_recommendation", condition=WIDER_RECOMMENDATION)
+    register(scored_con, trained_model_dir)
+    write_customer_scores(scored_con)
+
+    plan = target_customers(scored_con, budget=1e9, cost_per_contact=0.01)
+    current = dict(
+        scored_con.execute("select customer_id, (score_customer(f)).strategy from mkt.customer_features f").fetchall()
+    )
+
+    assert count_strategy(scored_con, "product_recommendation") > n_before
+    assert len(plan.rows) > 0
+    assert {row[1]: row[2] for row in plan.rows} == {row[1]: current[row[1]] for row in plan.rows}
+
+
+def test_target_rejects_scores_without_rules_fingerprint(scored_con):
+    # As written by a duckmkt that did not store the rules' fingerprint.
+    scored_con.execute("alter table mkt.customer_scores drop column rules_fingerprint")
+
+    with pytest.raises(DataError, match="older duckmkt"):
+        target_customers(scored_con, budget=100.0, cost_per_contact=2.0)
+
+
+@pytest.mark.parametrize(("language", "expected"), [("en", "Error: The strategies of"), ("zh", "错误：mkt.customer_scores 中")])
+def test_target_command_stale_strategies_error(scored_db, language, expected):
+    con = duckdb.connect(str(scored_db))
+    set_rule(con, "product_recommendation", condition=WIDER_RECOMMENDATION)
+    con.close()
+    activate_language(language)
+    app = typer.Typer()
+    actions.register(app)
+    try:
+        result = CliRunner().invoke(app, ["target", str(scored_db), "--budget", "100", "--cost-per-contact", "2"])
+    finally:
+        activate_language("en")
+
+    assert result.exit_code == 1
+    assert result.output.strip().startswith(expected)
+    assert "duckmkt score DB" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -10,6 +10,10 @@
 -- taken in descending net value per unit of cost until the next one would
 -- exceed `budget`. This greedy knapsack is optimal when all chosen actions
 -- cost the same. Money is in the currency of unit_price; margin is a share of spend.
+-- NOTE: the macro trusts the strategy stored in mkt.customer_scores. It does
+-- not check that the current mkt.strategy_rules assigned it, but `duckmkt
+-- target` does, so after a rule edit run `duckmkt score DB` before calling
+-- the macro from SQL.
 create or replace macro mkt.target_customers(budget, cost_per_contact, margin) as table
 
 with

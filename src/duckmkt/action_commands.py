@@ -16,6 +16,7 @@ from duckmkt import strategy
 from duckmkt.database import connect_database
 from duckmkt.errors import DuckmktError
 from duckmkt.i18n import N_, _
+from duckmkt.registry import record_model
 from duckmkt.tables import format_table
 
 logger = logging.getLogger(__name__)
@@ -137,8 +138,12 @@ def train_recommender_command(
     horizon_days: int = 30,
     epochs: int | None = None,
     seed: int = 0,
+    **trainer_params,
 ):
-    """Train the product recommender on ``db``, export it to ONNX and save it."""
+    """Train the product recommender on ``db``, export it to ONNX, save it and record it in ``mkt.models``.
+
+    ``trainer_params`` go to ``RecommenderTrainer``, for example ``hidden_units``.
+    """
     try:
         from duckmkt.recommend.trainer import train_recommender
     except ImportError as error:
@@ -148,7 +153,9 @@ def train_recommender_command(
             )
         ) from error
 
-    options = {"epochs": epochs} if epochs is not None else {}
+    options = dict(trainer_params)
+    if epochs is not None:
+        options["epochs"] = epochs
     con = connect_database(db, create=False)
     try:
         from duckmkt.pipeline import print_progress
@@ -156,6 +163,7 @@ def train_recommender_command(
         result = train_recommender(
             con, models_dir=models_dir, name=name, horizon_days=horizon_days, seed=seed, progress=print_progress, **options
         )
+        record_model(con, result.model_dir)
     finally:
         con.close()
     echo(

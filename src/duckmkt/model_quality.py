@@ -20,20 +20,35 @@ from duckmkt.tables import format_table
 
 logger = logging.getLogger(__name__)
 
+# model_kind of the product recommender in mkt.models.
+RECOMMENDER_KIND = "recommender"
+
 
 def echo(text: str = "") -> None:
     typer.echo(text)
 
 
 def models_list_command(db: Path, *, name: str | None = None) -> list[tuple]:
-    """Print the model versions recorded in ``mkt.models``, newest first."""
+    """Print the model versions recorded in ``mkt.models``, newest first.
+
+    Recommender versions are labelled in the active language and followed by
+    a line that names the rule ``recommend_products`` uses to pick a version.
+    """
     con = connect_database(db, create=False)
     try:
         rows = registry.list_models(con, name)
     finally:
         con.close()
     table = [
-        (model, version, str(created_at), kind, status, ", ".join(str(c) for c in cutoffs or []), str(validation_cutoff))
+        (
+            model,
+            version,
+            str(created_at),
+            _kind_label(kind),
+            status,
+            ", ".join(str(c) for c in cutoffs or []),
+            str(validation_cutoff),
+        )
         for model, version, created_at, kind, status, cutoffs, validation_cutoff in rows
     ]
     echo(
@@ -42,7 +57,21 @@ def models_list_command(db: Path, *, name: str | None = None) -> list[tuple]:
             table,
         )
     )
+    if any(row[3] == RECOMMENDER_KIND for row in rows):
+        echo(
+            _(
+                "recommend_products uses the promoted product recommender version, or the newest one under "
+                "MODELS_DIR/NAME when none is promoted; change it with 'duckmkt models promote DB VERSION --name NAME'."
+            )
+        )
     return rows
+
+
+def _kind_label(kind: str) -> str:
+    """Return the kind column of ``models list``: a translated label for a recommender, else the kind code."""
+    if kind == RECOMMENDER_KIND:
+        return _("product recommender")
+    return kind
 
 
 def models_show_command(db: Path, version: str, *, name: str = "customer") -> dict:
@@ -66,7 +95,14 @@ def models_promote_command(db: Path, version: str, *, name: str = "customer", mo
         row = registry.promote(con, name, version, models_dir=models_dir)
     finally:
         con.close()
-    echo(_("Promoted model {name} version {version}; score_customer now uses it.").format(name=name, version=row["version"]))
+    if row.get("model_kind") == RECOMMENDER_KIND:
+        echo(
+            _("Promoted product recommender {name} version {version}; recommend_products uses it on connections opened from now on.").format(
+                name=name, version=row["version"]
+            )
+        )
+    else:
+        echo(_("Promoted model {name} version {version}; score_customer now uses it.").format(name=name, version=row["version"]))
     _compile_promoted(db, row)
     return row
 

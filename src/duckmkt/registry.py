@@ -297,7 +297,7 @@ def record_model(con, model_dir: str | Path) -> dict:
             metadata["name"],
             metadata["version"],
             str(metadata.get("created_at", "")).rstrip("Z"),
-            metadata.get("model_kind", "customer"),
+            model_kind(metadata),
             str(model_dir),
             [cutoff for cutoff in train_cutoffs if cutoff],
             metadata.get("validation_cutoff"),
@@ -308,6 +308,12 @@ def record_model(con, model_dir: str | Path) -> dict:
         ],
     ).fetchall()
     return metadata
+
+
+def model_kind(metadata: Mapping[str, object]) -> str:
+    """Return the kind of a model from its metadata: customer, response or recommender."""
+    # Recommenders saved before they had model_kind record their kind as "kind".
+    return str(metadata.get("model_kind") or metadata.get("kind") or "customer")
 
 
 def list_models(con, name: str | None = None) -> list[tuple]:

@@ -1,11 +1,14 @@
 """Materialize scores: ``mkt.customer_scores``, one row per customer.
 
 Each row contains the customer's key, every field of ``score_customer`` (the
-predictions, the strategy and the model version), ``input_hash`` and
-``scored_at``. ``input_hash`` is the md5 of the customer's feature values,
-the model version and the strategy rules' fingerprint, so a later run with
-``changed=True`` rescores only the customers whose hash differs (and all of
-them after a new model or an edited rule).
+predictions, the strategy and the model version), ``input_hash``,
+``rules_fingerprint`` and ``scored_at``. ``rules_fingerprint`` is the
+fingerprint of the strategy rules the run scored with, so a reader can tell
+strategies assigned before a rule edit. ``input_hash`` is the md5 of the
+customer's feature values, the model version and the strategy rules'
+fingerprint, so a later run with ``changed=True`` rescores only the
+customers whose hash differs (and all of them after a new model or an
+edited rule).
 
 Every run writes in one transaction: a reader sees the old table or the new
 one, never a partial one.
@@ -60,7 +63,7 @@ def materialize_scores(
     full = not changed or not _can_update(con, model_version)
     scored_at = datetime.now(timezone.utc).replace(tzinfo=None)
     inputs_sql = _inputs_sql(con)
-    parameters = {"model_version": model_version, "rules": _rules_fingerprint(con)}
+    parameters = {"model_version": model_version, "rules": current_rules_fingerprint(con)}
 
     con.execute("begin transaction")
     try:
@@ -102,6 +105,7 @@ def _inputs_sql(con: duckdb.DuckDBPyConnection) -> str:
             f.customer_id,
             f.cutoff_date,
             f as features,
+            $rules as rules_fingerprint,
             md5(to_json(struct_pack(model_version := $model_version, rules := $rules, {packed}))) as input_hash,
         from mkt.customer_features as f
     """
@@ -113,11 +117,11 @@ _SCORED_SQL = """
         select * from scoring_inputs {where}
     ),
     scored as (
-        select customer_id, cutoff_date, input_hash, score_customer(features) as score
+        select customer_id, cutoff_date, input_hash, rules_fingerprint, score_customer(features) as score
         from changed_inputs
     ),
     final as (
-        select customer_id, cutoff_date, unnest(score), input_hash, $scored_at::timestamp as scored_at,
+        select customer_id, cutoff_date, unnest(score), input_hash, rules_fingerprint, $scored_at::timestamp as scored_at,
         from scored
     )
     select * from final
@@ -155,18 +159,20 @@ def _score_changed(con: duckdb.DuckDBPyConnection, scored_at: datetime) -> tuple
 
 
 def _can_update(con: duckdb.DuckDBPyConnection, model_version: str) -> bool:
-    """Return whether mkt.customer_scores has input hashes and only rows of ``model_version``.
+    """Return whether mkt.customer_scores has every column of this duckmkt and only rows of ``model_version``.
 
     Another model version may have other outputs, hence other columns, so
-    its table is replaced whole.
+    its table is replaced whole. So is a table written before input_hash or
+    rules_fingerprint existed.
     """
     rows = con.execute(
         """
         select count(*) from duckdb_columns()
-        where schema_name = 'mkt' and table_name = 'customer_scores' and column_name = 'input_hash'
+        where schema_name = 'mkt' and table_name = 'customer_scores'
+            and column_name in ('input_hash', 'rules_fingerprint')
         """
     ).fetchall()
-    if rows[0][0] == 0:
+    if rows[0][0] < 2:
         return False
     other_versions = con.execute(
         "select count(*) from mkt.customer_scores where model_version is distinct from $version", {"version": model_version}
@@ -174,7 +180,7 @@ def _can_update(con: duckdb.DuckDBPyConnection, model_version: str) -> bool:
     return other_versions == 0
 
 
-def _rules_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+def current_rules_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     """Return the md5 of the strategy rules, or '' when the database has none."""
     exists = con.execute(
         "select count(*) from duckdb_views() where schema_name = 'mkt' and view_name = 'strategy_rules_fingerprint'"

@@ -3,7 +3,7 @@
 The work is the SQL table macro ``mkt.target_customers(budget,
 cost_per_contact, margin)`` (``sql/actions/target_customers.sql``), which
 states the assumptions in its header; this module checks the inputs and
-sums the plan.
+the stored scores, and sums the plan.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import duckdb
 
 from duckmkt.errors import DataError, DuckmktError
 from duckmkt.i18n import _
+from duckmkt.scores import current_rules_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ def target_customers(
 
     Raises TargetingError for a negative budget, a cost per contact that is
     not positive or a margin outside (0, 1], and DataError when
-    ``mkt.customer_scores`` is empty.
+    ``mkt.customer_scores`` is empty or holds strategies assigned by other
+    strategy rules than the current ones.
     """
     for option, value in (("--budget", budget), ("--cost-per-contact", cost_per_contact)):
         # NaN fails the range checks below; infinity would pass them.
@@ -81,6 +83,7 @@ def target_customers(
     n_scored = con.execute("select count(*) from mkt.customer_scores").fetchall()[0][0]
     if n_scored == 0:
         raise DataError(_("mkt.customer_scores is empty; score the customers with 'duckmkt score DB' first."))
+    check_strategies_current(con, n_scored)
 
     columns = ", ".join(TARGET_COLUMNS)
     rows = con.execute(
@@ -97,3 +100,38 @@ def target_customers(
     )
     logger.info("Targeting picked %d of %d customers for %.2f", len(rows), n_scored, plan.total_cost)
     return plan
+
+
+def check_strategies_current(con: duckdb.DuckDBPyConnection, n_scored: int) -> None:
+    """Raise DataError unless every row of ``mkt.customer_scores`` was scored with the current strategy rules.
+
+    The plan values each action by the customer's stored strategy. A plan
+    from strategies of edited rules would disagree with
+    ``score_customer(f).strategy``, so the scores must be refreshed first.
+    """
+    has_column = con.execute(
+        """
+        select count(*) from duckdb_columns()
+        where schema_name = 'mkt' and table_name = 'customer_scores' and column_name = 'rules_fingerprint'
+        """
+    ).fetchall()[0][0]
+    if not has_column:
+        raise DataError(
+            _(
+                "mkt.customer_scores does not record which strategy rules assigned its strategies, because an older "
+                "duckmkt wrote it; run 'duckmkt score DB' to rescore with the current rules, then run 'duckmkt target' again."
+            )
+        )
+
+    n_stale = con.execute(
+        "select count(*) from mkt.customer_scores where rules_fingerprint is distinct from $current",
+        {"current": current_rules_fingerprint(con)},
+    ).fetchall()[0][0]
+    if n_stale:
+        raise DataError(
+            _(
+                "The strategies of {stale:,} of {total:,} customers in mkt.customer_scores were assigned before the "
+                "strategy rules were last edited, so they disagree with score_customer; run 'duckmkt score DB' to "
+                "rescore with the current rules, then run 'duckmkt target' again."
+            ).format(stale=n_stale, total=n_scored)
+        )

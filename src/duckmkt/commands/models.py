@@ -43,7 +43,10 @@ def register(app: typer.Typer) -> None:
         except DuckmktError as error:
             fail(error, State.debug)
 
-    @models.command("promote", help=_("Promote a version: score_customer uses it unless a version is named."))
+    @models.command(
+        "promote",
+        help=_("Promote a version: score_customer, or recommend_products for a recommender, uses it unless a version is named."),
+    )
     def promote_command(
         db: Annotated[Path, typer.Argument(help=_("DuckDB database file."))],
         version: Annotated[str, typer.Argument(help=_("Model version to promote."))],

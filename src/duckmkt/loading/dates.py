@@ -90,8 +90,8 @@ def date_format_error(date_format: str) -> str | None:
     directives = _directives(date_format)
     if not directives:
         return _(
-            "Date format {value!r} is not valid because it has no % directive: give a strptime format such as {example}, "
-            "or day-first or month-first."
+            "Date format {value!r} is not valid because it has no directive (a percent sign and a letter, such as %Y): "
+            "give a strptime format such as {example}, or day-first or month-first."
         ).format(value=date_format, example=DATE_FORMAT_EXAMPLE)
     checker = duckdb.connect()
     try:

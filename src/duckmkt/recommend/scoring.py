@@ -40,7 +40,7 @@ from duckmkt.errors import FeatureError, ModelError
 from duckmkt.i18n import _
 from duckmkt.recommend import DEFAULT_MODEL_NAME, data
 from duckmkt.recommend.metrics import top_k
-from duckmkt.registry import load_metadata, verify_model
+from duckmkt.registry import load_metadata, promoted_version, verify_model
 
 logger = logging.getLogger(__name__)
 
@@ -256,13 +256,26 @@ def _k_values(k, n_rows: int) -> np.ndarray:
     return values
 
 
-def resolve_recommender_dir(model: str | Path | None = None, *, models_dir: str | Path = "models", name: str = DEFAULT_MODEL_NAME) -> Path | None:
-    """Return the recommender folder to use, or None when ``models_dir`` holds none and ``model`` is None."""
+def resolve_recommender_dir(
+    model: str | Path | None = None,
+    *,
+    models_dir: str | Path = "models",
+    name: str = DEFAULT_MODEL_NAME,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> Path | None:
+    """Return the recommender folder to use, or None when ``model`` is None and no version exists.
+
+    As for ``score_customer``, the version of ``name`` promoted in the
+    ``mkt.models`` table of ``con`` comes first, then the newest version
+    under ``models_dir``.
+    """
     from duckmkt.scoring import resolve_model_dir
 
+    if model is None and con is not None:
+        model = promoted_version(con, name)
     if model is None and not any((Path(models_dir) / name).glob("[!.]*/metadata.json")):
         return None
-    return resolve_model_dir(model, models_dir=models_dir, name=name)
+    return resolve_model_dir(model, models_dir=models_dir, name=name, con=con)
 
 
 def register_recommender(
@@ -276,8 +289,9 @@ def register_recommender(
     """Register ``recommend_products`` on ``con``; return the recommender, or None when none is trained.
 
     ``model`` may be a model folder or a version of ``name`` under ``models_dir``.
+    Without it, the version promoted in ``mkt.models`` is used, else the newest.
     """
-    model_dir = resolve_recommender_dir(model, models_dir=models_dir, name=name)
+    model_dir = resolve_recommender_dir(model, models_dir=models_dir, name=name, con=con)
     if model_dir is None:
         logger.info("No recommender under %s; recommend_products is not registered", Path(models_dir) / name)
         return None

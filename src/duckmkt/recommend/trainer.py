@@ -452,6 +452,7 @@ def train_recommender(
     parity = check_parity(onnx_bytes, trainer, parity_inputs(trainer))
     metadata = {
         "kind": "recommender",
+        "model_kind": "recommender",
         # The model's product axis is the vocabulary, in this order.
         "feature_names": list(trainer.vocabulary_),
         # The registry requires input_name; the ranker has several inputs, listed in input_names.
