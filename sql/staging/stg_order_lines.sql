@@ -114,7 +114,8 @@ flagged as (
         order_id is null or product_id is null
             or ordered_at is null or quantity is null or unit_price is null as is_invalid,
         customer_id is null as is_missing_customer,
-        upper(order_id) like 'C%' as is_cancellation,
+        -- The same as upper(order_id) like 'C%', without upper-casing every id.
+        order_id like 'C%' or order_id like 'c%' as is_cancellation,
         quantity < 0 as is_negative_quantity,
         non_product_ids.product_id is not null as is_non_product,
         unit_price = 0 as is_zero_price,
