@@ -134,6 +134,16 @@ def test_lang_option_overrides_locale(tmp_path):
     assert "absent.csv" in result.stderr
 
 
+@pytest.mark.parametrize("option", [["--lang", "zh"], ["--lang=zh"]])
+def test_lang_option_after_command(tmp_path, option):
+    result = run_process("load", tmp_path / "x.duckdb", tmp_path / "absent.csv", *option, lang="en_US.UTF-8")
+
+    assert result.returncode == 1
+    assert "No such option" not in result.stderr
+    assert CJK.search(result.stderr)
+    assert "absent.csv" in result.stderr
+
+
 def test_error_in_english_has_no_traceback(tmp_path):
     result = run_process("load", tmp_path / "x.duckdb", tmp_path / "absent.csv")
 

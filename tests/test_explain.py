@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from duckmkt import explain
+from duckmkt.errors import DataError
 from duckmkt.features import FEATURE_NAMES
 from duckmkt.insight import explain_command
 from duckmkt.scoring import Scorer, register
@@ -182,7 +183,7 @@ def test_explain_customer_null_struct_gives_null(explain_con):
 
 
 def test_explain_customer_rejects_bad_top_k(explain_con):
-    with pytest.raises(duckdb.Error, match="top_k must be one whole number"):
+    with pytest.raises(duckdb.Error, match="top_k must be one whole number from 1 to [0-9]+; it is 0[.]"):
         explain_con.execute("select explain_customer(f, 0) from mkt.customer_features f limit 1").fetchall()
 
 
@@ -252,3 +253,22 @@ def test_explain_command_explains_one_customer(small_db_copy, trained_model_dir,
 
     assert "prediction" in output
     assert "baseline" in output
+
+
+def test_explain_command_spreadsheet_float_id(small_db_copy, trained_model_dir, capsys):
+    con = duckdb.connect(str(small_db_copy), read_only=True)
+    customer_id = con.execute("select min(customer_id) from mkt.customer_features").fetchall()[0][0]
+    con.close()
+
+    explain_command(small_db_copy, model=str(trained_model_dir), customer=f" {customer_id}.0 ", top=2)
+    output = capsys.readouterr().out
+
+    assert "prediction" in output
+
+
+def test_explain_command_unknown_customer(small_db_copy, trained_model_dir, capsys):
+    with pytest.raises(DataError, match="Customer nobody-42 is not in mkt.customer_features"):
+        explain_command(small_db_copy, model=str(trained_model_dir), customer="nobody-42", top=2)
+
+    # The id is checked before the importance table is printed.
+    assert "Global importance" not in capsys.readouterr().out

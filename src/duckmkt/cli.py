@@ -19,6 +19,23 @@ from duckmkt.errors import DuckmktError
 logger = logging.getLogger("duckmkt")
 
 
+def _language_option_first(argv: list[str]) -> list[str]:
+    """Return ``argv`` with its --lang option moved before the command name.
+
+    --lang belongs to the top-level ``duckmkt`` command, but users also write
+    it after the command (``duckmkt quality DB --lang zh``), where Typer would
+    reject it as an unknown option of that command. Nothing after ``--`` is moved.
+    """
+    for index, argument in enumerate(argv):
+        if argument == "--":
+            break
+        if argument == "--lang" and index + 1 < len(argv):
+            return [argument, argv[index + 1], *argv[:index], *argv[index + 2 :]]
+        if argument.startswith("--lang="):
+            return [argument, *argv[:index], *argv[index + 1 :]]
+    return list(argv)
+
+
 def _language_from_argv(argv: list[str]) -> str | None:
     """Return the value of --lang in ``argv``, or None when it is absent."""
     for index, argument in enumerate(argv):
@@ -43,7 +60,7 @@ def activate_language(language: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``duckmkt`` command."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _language_option_first(sys.argv[1:] if argv is None else argv)
     try:
         activate_language(_language_from_argv(argv))
     except ValueError as error:

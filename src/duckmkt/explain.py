@@ -649,7 +649,9 @@ def _top_k(argument: pa.Array | pa.ChunkedArray | None, n_features: int) -> int:
     if len(values) > 1 or not values or not all(isinstance(value, int) and 1 <= value <= n_features for value in values):
         raise DuckmktError(
             _("explain_customer: top_k must be one whole number from 1 to {maximum}; it is {value}.").format(
-                maximum=n_features, value=sorted(values, key=str)
+                # One value as itself ("0"); several rows' values as a list.
+                maximum=n_features,
+                value=next(iter(values)) if len(values) == 1 else ", ".join(str(value) for value in sorted(values, key=str)),
             )
         )
     return values.pop()

@@ -7,6 +7,7 @@ and prints its result in the active language.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import typer
@@ -60,6 +61,10 @@ def explain_command(
                     version=scorer.version
                 )
             )
+        if customer is not None:
+            # Checked before anything is printed, so a mistyped id ends with
+            # its error instead of after the whole importance table.
+            customer = _known_customer(con, customer)
         print_importance(importance, top, scorer.metadata.get("output_names", []))
         if customer is not None:
             print_customer_explanation(con, customer, min(top, len(scorer.feature_names)))
@@ -84,11 +89,30 @@ def print_importance(importance: dict, top: int, head_order: list[str]) -> None:
         echo(format_table([_("feature"), _("mean |contribution|"), _("share")], rows))
 
 
+def _known_customer(con, customer: str) -> str:
+    """Return ``customer`` as mkt.customer_features stores it, or raise naming it.
+
+    The id is trimmed and a spreadsheet float such as '17850.0' becomes
+    '17850', as the loader does with the ids it loads.
+    """
+    normalized = re.sub(r"^([0-9]+)\.0+$", r"\1", str(customer).strip())
+    found = con.execute("select count(*) from mkt.customer_features where customer_id = ?", [normalized]).fetchall()[0][0]
+    if not found:
+        raise DataError(
+            _("Customer {customer} is not in mkt.customer_features; list the ids with: select customer_id from mkt.customer_features.").format(
+                customer=customer
+            )
+        )
+    return normalized
+
+
 def print_customer_explanation(con, customer: str, top_k: int) -> None:
     rows = con.execute(EXPLAIN_QUERY, {"customer_id": str(customer), "top_k": top_k}).fetchall()
     if not rows:
         raise DataError(
-            _("The customer id given with --customer is not in mkt.customer_features; list the ids with: select customer_id from mkt.customer_features.")
+            _("Customer {customer} is not in mkt.customer_features; list the ids with: select customer_id from mkt.customer_features.").format(
+                customer=customer
+            )
         )
     explanation = rows[0][0]
     for head, detail in explanation.items():
