@@ -185,6 +185,61 @@ def test_load_every_row_rejected_fails(runner, tmp_path, small_orders_csv):
     assert "every orders row was rejected" in result.output
 
 
+RETAIL_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+
+
+def test_load_wrong_date_order_fails(runner, tmp_path):
+    orders = tmp_path / "dayfirst.csv"
+    orders.write_text(
+        RETAIL_HEADER
+        + "536365,85123A,LANTERN,6,01/12/2010 08:26,2.55,17850,United Kingdom\n"
+        + "536366,71053,HEART,6,20/12/2010 09:00,3.39,17851,United Kingdom\n"
+    )
+    db = tmp_path / "shop.duckdb"
+
+    result = invoke(runner, "load", db, orders, "--date-format", "month-first")
+
+    assert result.exit_code == 1
+    assert "InvoiceDate" in result.output
+    assert "20/12/2010 09:00" in result.output
+    assert "--date-format day-first" in result.output
+    assert "Traceback" not in result.output
+    assert not db.exists()
+
+
+def test_load_replace_reloads_file(runner, tmp_path):
+    # Every date reads both ways, so month-first loads without an error.
+    orders = tmp_path / "ambiguous.csv"
+    orders.write_text(
+        RETAIL_HEADER
+        + "536365,85123A,LANTERN,6,01/12/2010 08:26,2.55,17850,United Kingdom\n"
+        + "536366,71053,HEART,6,02/12/2010 09:00,3.39,17851,United Kingdom\n"
+        + "536367,71054,CANDLE,6,yesterday,1.00,17852,United Kingdom\n"
+    )
+    db = tmp_path / "shop.duckdb"
+
+    wrong = invoke(runner, "load", db, orders, "--date-format", "month-first")
+    repeated = invoke(runner, "load", db, orders, "--date-format", "day-first")
+    replaced = invoke(runner, "load", db, orders, "--date-format", "day-first", "--replace")
+
+    assert wrong.exit_code == 0, wrong.output
+    assert repeated.exit_code == 0, repeated.output
+    assert "nothing added" in repeated.output
+    assert "--replace" in repeated.output
+    assert replaced.exit_code == 0, replaced.output
+    assert "Replaced the earlier load" in replaced.output
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        dates = [row[0] for row in con.execute("select ordered_at from raw.order_lines order by 1").fetchall()]
+        n_rejected = con.execute("select count(*) from raw.rejected_rows").fetchall()[0][0]
+        n_loads = con.execute("select count(*) from raw.load_log where kind = 'orders'").fetchall()[0][0]
+    finally:
+        con.close()
+    assert dates == ["2010-12-01 08:26:00", "2010-12-02 09:00:00"]
+    assert n_rejected == 1
+    assert n_loads == 1
+
+
 def test_database_path_is_data_file(runner, tmp_path, small_orders_csv):
     # With the arguments swapped, DuckDB would open the CSV file as an empty
     # in-memory database and the load would vanish.

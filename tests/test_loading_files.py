@@ -11,8 +11,8 @@ import pytest
 
 from duckmkt import sql_views
 from duckmkt.errors import InputFileError, MappingError
-from duckmkt.loading import AmbiguousDateError, Mapping, load_file, load_orders, read_mapping
-from duckmkt.loading.dates import date_format_error, parse_dates
+from duckmkt.loading import AmbiguousDateError, Mapping, load_file, load_files, load_orders, read_mapping, read_mappings
+from duckmkt.loading.dates import DateOrderError, date_format_error, parse_dates
 
 ORDER_HEADER = "customer_id,order_id,ordered_at,product_id,quantity,unit_price\n"
 
@@ -166,6 +166,98 @@ def test_all_rows_rejected_load_can_be_redone(con, tmp_path):
     assert _column(con, "select event_at::date::varchar from mkt.stg_events order by 1") == ["2011-03-24", "2011-04-25"]
     # The rejected rows of the first attempt are kept with their reason.
     assert _column(con, "select count(*) from raw.rejected_rows where reason = 'invalid_date'") == [2]
+
+
+def test_wrong_given_date_order_stops(con, tmp_path):
+    text = "customer_id,Seen,event_type\n1,01/12/2010 08:26,view\n2,20/12/2010 09:00,view\n3,2010-12-21,view\n"
+    path = _write(tmp_path, "events.csv", text)
+
+    with pytest.raises(DateOrderError) as raised:
+        load_file(con, path, kind="events", date_format="month-first", mapping=_events_mapping())
+    message = str(raised.value)
+    assert "Seen" in message
+    assert "20/12/2010 09:00" in message
+    assert "--date-format day-first" in message
+    assert _column(con, "select count(*) from raw.events") == [0]
+    assert _column(con, "select count(*) from raw.rejected_rows") == [0]
+    assert _column(con, "select count(*) from raw.load_log") == [0]
+
+    report = load_file(con, path, kind="events", date_format="day-first", mapping=_events_mapping())
+    assert report.n_rows_loaded == 3
+    assert _column(con, "select event_at::date::varchar from mkt.stg_events order by 1") == [
+        "2010-12-01", "2010-12-20", "2010-12-21",
+    ]
+
+
+def test_given_date_order_with_dates_neither_reads(con, tmp_path):
+    # 13/01 fits only day-first and 01/13 only month-first, so neither order
+    # reads every date: the load keeps the given order and rejects one row.
+    text = "customer_id,event_at,event_type\n1,01/13/2011,view\n2,13/01/2011,view\n"
+    path = _write(tmp_path, "events.csv", text)
+
+    report = load_file(con, path, kind="events", date_format="month-first")
+
+    assert report.n_rows_loaded == 1
+    assert _rejected(con, "events.csv") == [(3, "invalid_date")]
+
+
+def test_wrong_date_order_in_second_part_stores_nothing(con, tmp_path):
+    mapping_file = _write(
+        tmp_path, "two_kinds.toml",
+        "[customers.columns]\ncustomer_id = \"id\"\nsigned_up_at = \"Joined\"\n\n"
+        "[events.columns]\ncustomer_id = \"id\"\nevent_at = \"Seen\"\nevent_type = \"Action\"\n",
+    )
+    text = "id,Joined,Seen,Action\n1,2010-01-05,01/12/2010,view\n2,2010-02-07,25/12/2010,view\n"
+    path = _write(tmp_path, "both.csv", text)
+
+    with pytest.raises(DateOrderError, match="Seen"):
+        load_files(con, path, read_mappings(mapping_file), date_format="month-first")
+
+    assert _column(con, "select count(*) from raw.customers") == [0]
+    assert _column(con, "select count(*) from raw.load_log") == [0]
+
+
+def test_replace_deletes_earlier_load(con, tmp_path):
+    # Every date reads both ways, so a wrong month-first load succeeds.
+    text = "customer_id,event_at,event_type\n1,03/04/2011,view\n2,05/06/2011,view\n3,not a date,view\n"
+    path = _write(tmp_path, "events.csv", text)
+    wrong = load_file(con, path, kind="events", date_format="month-first")
+    [(old_load_id,)] = con.execute("select load_id from raw.load_log").fetchall()
+
+    repeat = load_file(con, path, kind="events", date_format="day-first")
+    assert repeat.skipped_as_repeat
+    assert "--replace" in repeat.summary()
+
+    report = load_file(con, path, kind="events", date_format="day-first", replace=True)
+    [(new_load_id,)] = con.execute("select load_id from raw.load_log").fetchall()
+
+    assert wrong.n_rows_loaded == 2
+    assert new_load_id != old_load_id
+    assert report.replaced_load_ids == (old_load_id,)
+    assert report.n_rows_replaced == 2
+    assert report.n_rejected_rows_replaced == 1
+    assert report.n_rows_loaded == 2
+    assert old_load_id in report.summary()
+    assert _column(con, "select event_at::date::varchar from mkt.stg_events order by 1") == ["2011-04-03", "2011-06-05"]
+    assert _column(con, "select distinct load_id from raw.events") == [new_load_id]
+    assert _column(con, "select count(*) from raw.events where load_id = '" + old_load_id + "'") == [0]
+    assert _column(con, "select count(*) from raw.rejected_rows where load_id = '" + old_load_id + "'") == [0]
+    assert _column(con, "select load_id from raw.rejected_rows") == [new_load_id]
+    assert _rejected(con, "events.csv") == [(4, "invalid_date")]
+
+
+def test_replace_without_earlier_load(con, tmp_path):
+    path = _write(tmp_path, "events.csv", "customer_id,event_at,event_type\n1,2011-04-03,view\n")
+
+    report = load_file(con, path, kind="events", replace=True)
+
+    assert report.n_rows_loaded == 1
+    assert report.replaced_load_ids == ()
+    assert "Replaced" not in report.summary()
+
+
+def _events_mapping() -> Mapping:
+    return Mapping("events", {"customer_id": "customer_id", "event_at": "Seen", "event_type": "event_type"}, kind="events")
 
 
 def test_naive_dates_in_a_given_time_zone(con, tmp_path):

@@ -54,14 +54,19 @@ def load_command(
     delimiter: str | None = None,
     hash_ids: bool = False,
     id_key_file: Path | None = None,
+    replace: bool = False,
 ) -> list[loading.LoadReport]:
     """Load ``file`` into ``db`` and print one report per record kind.
 
     A preset or mapping file may cover several kinds (Bank Marketing gives
     customers and interactions); every part is loaded from one read of the file.
     With ``hash_ids`` (or a key file) customer ids are stored as keyed hashes.
+    With ``replace`` an earlier load of the same file is deleted and the file
+    loaded again.
     """
-    options = {"encoding": encoding, "date_format": date_format, "timezone": timezone, "delimiter": delimiter}
+    options = {
+        "encoding": encoding, "date_format": date_format, "timezone": timezone, "delimiter": delimiter, "replace": replace,
+    }
     if hash_ids or id_key_file is not None:
         from duckmkt.loading.hashing import read_id_key
 

@@ -57,6 +57,13 @@ def register(app: typer.Typer) -> None:
             Optional[Path],
             typer.Option(help=_("File with the key (at least 32 bytes) for --hash-ids; keep it outside the database.")),
         ] = None,
+        replace: Annotated[
+            bool,
+            typer.Option(
+                "--replace",
+                help=_("Replace an earlier load of the same file (same sha256): delete its rows and rejected rows and load the file again in the same transaction."),
+            ),
+        ] = False,
     ) -> None:
         from duckmkt.pipeline import load_command as run
 
@@ -73,6 +80,7 @@ def register(app: typer.Typer) -> None:
                 delimiter=delimiter,
                 hash_ids=hash_ids,
                 id_key_file=id_key_file,
+                replace=replace,
             )
         except DuckmktError as error:
             fail(error, State.debug)

@@ -108,7 +108,7 @@ def _convert_field(
     if field_type == c.TIMESTAMP:
         date_format = mapping.date_formats.get(spec.name) or options.date_format
         parsed = parse_dates(
-            text.drop_nulls().unique().to_list(), column, date_format=date_format, timezone=options.timezone
+            text.drop_nulls().unique(maintain_order=True).to_list(), column, date_format=date_format, timezone=options.timezone
         )
         if parsed.order:
             result.date_orders[column] = parsed.order

@@ -5,7 +5,9 @@ YYYYMMDD and YYYYMMDDHHMMSS, year-first slashes (2011/12/9), day-first or
 month-first day/month/year with '/', '.' or '-', and Chinese dates
 (2011年12月9日 13时5分). Day-first against month-first is decided per column
 from values with a day above 12; a column with no such value and at least one
-ambiguous value raises AmbiguousDateError unless a date format is given.
+ambiguous value raises AmbiguousDateError unless a date format is given. A
+given day-first or month-first raises DateOrderError, a subclass, when some
+value does not read in that order and every value reads in the other.
 
 Values with a time zone or offset are converted to UTC. Values without one
 are kept as written, or read in ``timezone`` and converted to UTC when that
@@ -126,6 +128,10 @@ class AmbiguousDateError(InputFileError):
     """A date column reads both day-first and month-first, or mixes the two."""
 
 
+class DateOrderError(AmbiguousDateError):
+    """A date column given as day-first or month-first only reads in the other order."""
+
+
 @dataclass
 class ParsedDates:
     """The parsed value of each distinct text of a column, and what was decided."""
@@ -235,6 +241,27 @@ def decide_order(texts: list[str], column: str) -> str | None:
     return None
 
 
+def check_given_order(texts: list[str], column: str, order: str) -> None:
+    """Raise DateOrderError when ``order`` is the wrong one of day-first and month-first for a column.
+
+    The order is wrong when some value does not read in ``order`` and every
+    value reads in the other order: loading would reject those rows and store
+    the rest with day and month swapped.
+    """
+    other = MONTH_FIRST if order == DAY_FIRST else DAY_FIRST
+    misfit = next((text for text in texts if _parse_known(text, order) is None), None)
+    if misfit is None:
+        return
+    if any(_parse_known(text, other) is None for text in texts):
+        return
+    raise DateOrderError(
+        _("Column {column} is not {order}: {value!r} is not a valid date read {order}, but every date in the column "
+          "reads {other}. Nothing was loaded. Pass --date-format {other} (or set {other} in the mapping) and load again.").format(
+            column=column, order=order, value=misfit, other=other
+        )
+    )
+
+
 def resolve_timezone(name: str | None):
     """Return the ZoneInfo for ``name``; raise InputFileError for an unknown zone."""
     if name is None:
@@ -254,6 +281,7 @@ def parse_dates(texts: list[str], column: str, *, date_format: str | None = None
     strptime_format = None
     if date_format in (DAY_FIRST, MONTH_FIRST):
         order = date_format
+        check_given_order(texts, column, order)
     elif date_format:
         strptime_format = python_strptime_format(date_format)
     else:

@@ -2,10 +2,13 @@
 
 One load reads the file once and stores each mapped record kind in its raw
 table in its own transaction, with the rejected rows and a load-log entry.
-A kind already loaded from a file with the same sha256 is skipped. Rows that
-an earlier load of another file already added (a newer extract that repeats
-older rows) are counted and not added again: a row is new when the file contains
-more copies of it than the table does.
+A kind already loaded from a file with the same sha256 is skipped, unless the
+load replaces it: then the earlier load's rows, rejected rows and log entry are
+deleted in the transaction that stores the new rows. Rows that an earlier load
+of another file already added (a newer extract that repeats older rows) are
+counted and not added again: a row is new when the file contains more copies
+of it than the table does. Every part of a file is converted before any part
+is stored, so a date or mapping error stops the load with nothing stored.
 """
 
 from __future__ import annotations
@@ -55,6 +58,28 @@ def _already_loaded(con: duckdb.DuckDBPyConnection, sha256: str, kind: str) -> b
         [sha256, kind],
     ).fetchall()
     return bool(rows)
+
+
+def _earlier_load_ids(con: duckdb.DuckDBPyConnection, sha256: str, kind: str) -> list[str]:
+    rows = con.execute(
+        "select load_id from raw.load_log where sha256 = ? and kind = ? order by loaded_at", [sha256, kind]
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _delete_loads(con: duckdb.DuckDBPyConnection, table: str, load_ids: list[str]) -> tuple[int, int]:
+    """Delete the rows, rejected rows and log entries of ``load_ids``, and return how many rows and rejected rows went.
+
+    NOTE: a load of another file skips the rows these loads had already
+    stored, so those rows go too unless the new load stores them again.
+    """
+    if not load_ids:
+        return 0, 0
+    matches = "list_contains(?::varchar[], load_id)"
+    [(n_rows,)] = con.execute(f"delete from {table} where {matches}", [load_ids]).fetchall()
+    [(n_rejected,)] = con.execute(f"delete from raw.rejected_rows where {matches}", [load_ids]).fetchall()
+    con.execute(f"delete from raw.load_log where {matches}", [load_ids]).fetchall()
+    return n_rows, n_rejected
 
 
 def _options(mapping: Mapping, overrides: dict[str, object], id_key: bytes | None = None) -> ReadOptions:
@@ -132,15 +157,8 @@ def _store(con, converted: Converted, kind: str, load_id: str, file_name: str) -
     return _count(con, contract.table, load_id), _count(con, "raw.rejected_rows", load_id)
 
 
-def _load_part(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    sha256: str,
-    source: SourceTable,
-    mapping: Mapping,
-    options: ReadOptions,
-    notes: tuple[str, ...] = (),
-) -> LoadReport:
+def _convert_part(path: Path, source: SourceTable, mapping: Mapping, options: ReadOptions) -> Converted:
+    """Check that ``mapping`` fits the file's columns and convert its rows without storing them."""
     check_mapping_columns(mapping, source.columns, path.name)
     doubled = [name for name in mapping.source_columns if name in source.duplicate_columns]
     if doubled:
@@ -149,12 +167,31 @@ def _load_part(
                 file=path.name, columns=", ".join(doubled)
             )
         )
-    converted = convert_table(source, mapping, options, path.name)
+    return convert_table(source, mapping, options, path.name)
+
+
+def _store_part(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    sha256: str,
+    source: SourceTable,
+    mapping: Mapping,
+    converted: Converted,
+    notes: tuple[str, ...] = (),
+    replace: bool = False,
+) -> LoadReport:
+    """Store the converted rows of one part in one transaction.
+
+    With ``replace`` the same transaction first deletes every earlier load of
+    this file and kind.
+    """
     load_id = uuid.uuid4().hex
     n_read = source.n_rows
     rejected_by_reason = dict(converted.rejected.group_by("reason").len().sort("reason").iter_rows())
     con.execute("begin transaction")
     try:
+        replaced_load_ids = tuple(_earlier_load_ids(con, sha256, mapping.kind)) if replace else ()
+        n_replaced, n_rejected_replaced = _delete_loads(con, CONTRACTS[mapping.kind].table, list(replaced_load_ids))
         n_loaded, n_rejected_new = _store(con, converted, mapping.kind, load_id, path.name)
         n_already = n_read - n_loaded - converted.rejected.height - converted.n_rows_merged
         report = LoadReport(
@@ -165,6 +202,8 @@ def _load_part(
             encoding=source.encoding, encoding_confidence=source.encoding_confidence, delimiter=source.delimiter,
             date_orders=converted.date_orders, n_dates_converted_to_utc=converted.n_dates_converted_to_utc,
             warnings=tuple(source.warnings + converted.warnings) + notes,
+            replaced_load_ids=replaced_load_ids, n_rows_replaced=n_replaced,
+            n_rejected_rows_replaced=n_rejected_replaced,
         )
         con.execute(
             """
@@ -228,12 +267,16 @@ def load_files(
     timezone: str | None = None,
     delimiter: str | None = None,
     id_key: bytes | None = None,
+    replace: bool = False,
 ) -> list[LoadReport]:
     """Load every part of a mapping (one per record kind) from ``path``, reading the file once.
 
     With ``id_key`` every customer id is stored as its HMAC-SHA256 under that
     key (see ``duckmkt.loading.hashing``), in the kind's table and in the
-    rejected rows alike.
+    rejected rows alike. With ``replace`` a part already loaded from a file
+    with the same sha256 is loaded again: the rows, rejected rows and log
+    entries of those earlier loads are deleted in the transaction that stores
+    the new rows.
     """
     path = Path(path)
     if not path.is_file():
@@ -244,7 +287,7 @@ def load_files(
     reports: list[LoadReport] = []
     pending = []
     for mapping in mappings:
-        if _already_loaded(con, sha256, mapping.kind):
+        if not replace and _already_loaded(con, sha256, mapping.kind):
             logger.info("%s was loaded before as %s (sha256 %s); nothing added", path.name, mapping.kind, sha256[:12])
             reports.append(LoadReport(str(path), sha256, mapping.name, 0, 0, True, {}, kind=mapping.kind))
         else:
@@ -257,8 +300,9 @@ def load_files(
     sheet = pending[0].csv_options.get("sheet")
     source = read_source(path, encoding=first.encoding, delimiter=first.delimiter, sheet=sheet)
     notes = _unmapped_columns_note(source, mappings)
-    for mapping in pending:
-        reports.append(_load_part(con, path, sha256, source, mapping, _options(mapping, overrides, id_key), notes))
+    converted = [_convert_part(path, source, mapping, _options(mapping, overrides, id_key)) for mapping in pending]
+    for mapping, part in zip(pending, converted):
+        reports.append(_store_part(con, path, sha256, source, mapping, part, notes, replace))
     return reports
 
 
@@ -288,13 +332,15 @@ def load_file(
     timezone: str | None = None,
     delimiter: str | None = None,
     id_key: bytes | None = None,
+    replace: bool = False,
 ) -> LoadReport:
     """Load the ``kind`` records of ``path`` and return the report.
 
     With no mapping, the file's header must name the contract's fields or match
     a preset. ``date_format`` is a strptime format or "day-first"/"month-first";
     ``timezone`` (an IANA name) is the zone of date values written without one.
-    ``id_key`` hashes customer ids as in ``load_files``.
+    ``id_key`` hashes customer ids and ``replace`` replaces an earlier load
+    of the same file, as in ``load_files``.
     """
     path = Path(path)
     if kind not in CONTRACTS:
@@ -329,7 +375,7 @@ def load_file(
         )
     [report] = load_files(
         con, path, [mapping], encoding=encoding, date_format=date_format, timezone=timezone, delimiter=delimiter,
-        id_key=id_key,
+        id_key=id_key, replace=replace,
     )
     return report
 

@@ -38,6 +38,11 @@ class LoadReport:
     date_orders: dict[str, str] = field(default_factory=dict)
     n_dates_converted_to_utc: int = 0
     warnings: tuple[str, ...] = ()
+    # Earlier loads of the same file that this load replaced (``--replace``),
+    # and how many of their rows and rejected rows it deleted.
+    replaced_load_ids: tuple[str, ...] = ()
+    n_rows_replaced: int = 0
+    n_rejected_rows_replaced: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
@@ -49,9 +54,11 @@ class LoadReport:
         the load, so the lines do not point to mkt.rejected_rows.
         """
         if self.skipped_as_repeat:
-            return _("{file}: {kind} already loaded from a file with the same sha256; nothing added.").format(
-                file=self.source_file, kind=self.kind
-            )
+            return _(
+                "{file}: {kind} already loaded from a file with the same sha256; nothing added. If that load was "
+                "wrong, correct the options and add --replace: the rows and rejected rows of the earlier load are "
+                "deleted and the file is loaded again."
+            ).format(file=self.source_file, kind=self.kind)
         lines = [
             _("{file} ({kind}, mapping {mapping}): {read} rows read, {loaded} loaded, {rejected} rejected, "
               "{already} already loaded, {merged} merged.").format(
@@ -60,6 +67,13 @@ class LoadReport:
                 merged=self.n_rows_merged,
             )
         ]
+        if self.replaced_load_ids:
+            lines.append(
+                _("Replaced the earlier load {load_ids} of this file: deleted {rows} rows and {rejected} rejected rows.").format(
+                    load_ids=", ".join(self.replaced_load_ids), rows=self.n_rows_replaced,
+                    rejected=self.n_rejected_rows_replaced,
+                )
+            )
         if self.encoding:
             lines.append(
                 _("Format {format}, encoding {encoding} (confidence {confidence:.2f}), delimiter {delimiter!r}.").format(
