@@ -310,6 +310,116 @@ def test_too_many_and_too_few_fields_rejected(con, tmp_path):
     assert report.n_rows_read == report.n_rows_loaded + report.n_rows_rejected
 
 
+def test_unclosed_quote_rejects_only_its_line(con, tmp_path):
+    # Line 4 opens a quote that is never closed. Read as written, the field
+    # runs on to the quote on line 9, swallowing lines 5 to 8, and the record
+    # still has the header's 8 fields, so it would load as one sale.
+    header = "order_id,product_id,description,quantity,ordered_at,unit_price,customer_id,country\n"
+    lines = [
+        "A1,P1,LANTERN,6,2011-01-01 08:26:00,2.55,17850,United Kingdom",
+        "A2,P2,LANTERN,6,2011-01-01 08:26:00,2.55,17850,United Kingdom",
+        'A3,"P3 UNCLOSED,WHITE,6,2011-01-01 08:26:00,2.55,17850,United Kingdom',
+        "A4,P4,LANTERN,6,2011-01-01 08:26:00,2.55,17850,United Kingdom",
+        "A5,P5,LANTERN,6,2011-01-01 08:26:00,2.55,17850,United Kingdom",
+        "A6,P6,LANTERN,6,2011-01-01 08:26:00,2.55,17850,United Kingdom",
+        "A7,P7,LANTERN,6,2011-01-01 08:26:00,2.55,17850,United Kingdom",
+        'A8,P8,"AIRLINE LOUNGE,METAL SIGN",2,2011-01-01 09:41:00,2.1,15311,United Kingdom',
+        "A9,P9,LANTERN,6,2011-01-01 08:26:00,2.55,17850,United Kingdom",
+    ]
+    path = _write(tmp_path, "unclosed.csv", header + "\n".join(lines) + "\n")
+    report = load_orders(con, path)
+
+    assert report.n_rows_read == 9
+    assert report.n_rows_loaded == 8
+    assert report.n_rows_rejected == 1
+    assert _rejected(con, "unclosed.csv") == [(4, "unclosed_quote")]
+    assert _column(con, "select source_text from mkt.rejected_rows") == [lines[2]]
+    assert _column(con, "select product_id from raw.order_lines order by source_line") == [
+        "P1", "P2", "P4", "P5", "P6", "P7", "P8", "P9"
+    ]
+    assert _column(con, "select source_line from raw.order_lines order by source_line") == [2, 3, 5, 6, 7, 8, 9, 10]
+    assert _column(con, "select description from raw.order_lines where product_id = 'P8'") == ["AIRLINE LOUNGE,METAL SIGN"]
+    [warning] = [text for text in report.warnings if "unclosed_quote" in text]
+    assert "line(s) 4 " in warning
+    assert "Close the quote" in warning
+
+
+def test_unclosed_quote_to_end_of_file(con, tmp_path):
+    # No later quote closes the field, so it would run to the end of the file.
+    text = ORDER_HEADER + '1,A1,2011-01-01,"P1,1,2\n1,A2,2011-01-01,P2,1,2\n1,A3,2011-01-01,P3,1,2\n'
+    path = _write(tmp_path, "unclosed_end.csv", text)
+    report = load_orders(con, path)
+
+    assert report.n_rows_read == 3
+    assert _rejected(con, "unclosed_end.csv") == [(2, "unclosed_quote")]
+    assert _column(con, "select product_id from raw.order_lines order by source_line") == ["P2", "P3"]
+
+
+def test_several_unclosed_quotes_each_rejected(con, tmp_path):
+    text = ORDER_HEADER + (
+        '1,A1,2011-01-01,"P1,1,2\n'
+        "1,A2,2011-01-01,P2,1,2\n"
+        '1,A3,2011-01-01,"P3,1,2\n'
+        "1,A4,2011-01-01,P4,1,2\n"
+        '1,A5,2011-01-01,"P5, BOXED",1,2\n'
+    )
+    path = _write(tmp_path, "unclosed_twice.csv", text)
+    report = load_orders(con, path)
+
+    assert report.n_rows_read == 5
+    assert _rejected(con, "unclosed_twice.csv") == [(2, "unclosed_quote"), (4, "unclosed_quote")]
+    assert _column(con, "select product_id from raw.order_lines order by source_line") == ["P2", "P4", "P5, BOXED"]
+    assert any("line(s) 2, 4 " in warning for warning in report.warnings)
+
+
+def test_quoted_field_with_line_breaks_loads(con, tmp_path):
+    # The second record's middle line has the header's field count by itself,
+    # but the record is well-formed, so it is one field and not an unclosed quote.
+    text = ORDER_HEADER + (
+        '1,A1,2011-01-01,"P1 first line\nsecond line",1,2\n'
+        '1,A2,2011-01-01,"P2 first line\na,b,c,d,e,f\nlast line",1,2\n'
+        "1,A3,2011-01-01,P3,1,2\n"
+    )
+    path = _write(tmp_path, "multiline.csv", text)
+    report = load_orders(con, path)
+
+    assert report.n_rows_read == 3
+    assert report.n_rows_loaded == 3
+    assert _rejected(con, "multiline.csv") == []
+    assert _column(con, "select product_id from raw.order_lines order by source_line") == [
+        "P1 first line\nsecond line", "P2 first line\na,b,c,d,e,f\nlast line", "P3"
+    ]
+    assert _column(con, "select source_line from raw.order_lines order by source_line") == [2, 4, 7]
+    assert not any("unclosed_quote" in warning for warning in report.warnings)
+
+
+def test_quoted_fields_file_counts_unchanged(con, tmp_path):
+    text = ORDER_HEADER + (
+        '1,A1,2011-01-01,"P1, BOXED",1,2\n'
+        '1,A2,2011-01-01,"12"" RULER",1,2\n'
+        '1,A3,2011-01-01,12" RULER,1,2\n'
+        "1,A4,2011-01-01,P4,1,2,extra\n"
+        "1,A5,2011-01-01,P5,1,2\n"
+    )
+    path = _write(tmp_path, "quoted.csv", text)
+    report = load_orders(con, path)
+
+    assert (report.n_rows_read, report.n_rows_loaded, report.n_rows_rejected) == (5, 4, 1)
+    assert _rejected(con, "quoted.csv") == [(5, "too_many_fields")]
+    assert _column(con, "select product_id from raw.order_lines order by source_line") == [
+        "P1, BOXED", '12" RULER', '12" RULER', "P5"
+    ]
+
+
+def test_real_orders_no_unclosed_quote(con, small_orders_csv):
+    report = load_orders(con, small_orders_csv)
+    [[n_records]] = duckdb.sql(f"select count(*) from read_csv('{small_orders_csv}', all_varchar = true, header = true)").fetchall()
+
+    assert report.n_rows_read == n_records
+    assert report.n_rows_read == report.n_rows_loaded + report.n_rows_rejected
+    assert "unclosed_quote" not in report.rejected_by_reason
+
+
 def test_newer_extract_adds_only_new_rows(con, tmp_path):
     first = _write(tmp_path, "extract_1.csv", ORDER_HEADER + "1,A1,2011-01-01,P1,1,2\n1,A1,2011-01-01,P1,1,2\n")
     second = _write(

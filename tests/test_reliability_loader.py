@@ -169,11 +169,11 @@ def test_load_file_unterminated_quote_rejected():
     con, outcome = load_bytes(text.encode())
 
     assert_accounted(con, outcome)
-    # The open quote swallows the rest of the file into one field, so the row
-    # has too few fields and nothing is loaded from it.
-    reasons = con.execute("select reason from raw.rejected_rows").fetchall()
-    assert reasons == [("too_few_fields",)]
-    assert row_counts(con)[0] == 0
+    # The open quote would swallow the rest of the file into one field. Only
+    # its line is rejected, and the next line is read as its own record.
+    reasons = con.execute("select source_line, reason from raw.rejected_rows").fetchall()
+    assert reasons == [(2, "unclosed_quote")]
+    assert con.execute("select order_id from raw.order_lines").fetchall() == [("536366",)]
 
 
 def test_load_file_quote_inside_unquoted_field():

@@ -1,6 +1,6 @@
 -- Grain: one row per source row that a load rejected, per record kind, with
 -- the reason, the source column at fault (NULL for a row with too many or too
--- few fields) and the row as read.
+-- few fields or an unclosed quote) and the row as read.
 create or replace view mkt.rejected_rows as
 
 with

@@ -4,7 +4,9 @@ Supported: delimited text (comma, semicolon, tab, pipe or whitespace-aligned
 columns), optionally gzip- or zstd-compressed; Parquet; Excel .xlsx. The
 format is found from the file's first bytes, not its name. Every value is read
 as text. A row with more or fewer fields than the header is kept aside as
-malformed, with its line number and text, so the loader can reject it.
+malformed, with its line number and text, so the loader can reject it. So is a
+line whose quote is never closed: reading goes on with the next line, so the
+quote cannot swallow the records after it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ SNIFF_LINES = 50
 # 131,072 by default, which a long product description can exceed. A longer
 # field is more likely an unclosed quote, so it is reported as an error.
 MAX_FIELD_CHARACTERS = 64 * 1024 * 1024
+
+# Reject reason for a line whose opening quote is never closed.
+UNCLOSED_QUOTE = "unclosed_quote"
+# Line numbers listed in a warning before the rest are only counted.
+MAX_LINES_NAMED = 10
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -171,49 +178,160 @@ def read_delimited(text: str, file_name: str, delimiter: str | None = None) -> S
         delimiter = "\t"
 
     if delimiter == WHITESPACE:
-        records = ((number, line.split()) for number, line in enumerate(lines, start=1) if line.strip())
+        records = ((number, line.split(), None) for number, line in enumerate(lines, start=1) if line.strip())
     else:
         records = _csv_records(text, delimiter, file_name)
 
-    header_line, header = next(iter_records := iter(records))
+    _header_line, header, _reason = next(iter_records := iter(records))
     columns = _unique_names(header)
     rows: list[list[str]] = []
     row_lines: list[int] = []
     malformed: list[MalformedRow] = []
-    for line_number, fields in iter_records:
-        if len(fields) == len(columns):
+    for line_number, fields, reject_reason in iter_records:
+        if reject_reason is not None:
+            malformed.append(MalformedRow(line_number, reject_reason, fields[0]))
+        elif len(fields) == len(columns):
             rows.append(fields)
             row_lines.append(line_number)
         else:
             reason = "too_many_fields" if len(fields) > len(columns) else "too_few_fields"
             joiner = " " if delimiter == WHITESPACE else delimiter
             malformed.append(MalformedRow(line_number, reason, joiner.join(fields)))
-    return SourceTable(
+    table = SourceTable(
         columns, _frame(columns, rows, row_lines), malformed, delimiter=delimiter, duplicate_columns=_duplicate_names(header)
     )
+    unclosed = [row.line for row in malformed if row.reason == UNCLOSED_QUOTE]
+    if unclosed:
+        table.warnings.append(_unclosed_quote_warning(file_name, unclosed))
+    return table
+
+
+def _unclosed_quote_warning(file_name: str, lines: list[int]) -> str:
+    named_lines = ", ".join(str(line) for line in lines[:MAX_LINES_NAMED])
+    if len(lines) > MAX_LINES_NAMED:
+        named_lines = _("{lines} and {count} more").format(lines=named_lines, count=len(lines) - MAX_LINES_NAMED)
+    return _(
+        "{file}: line(s) {lines} open a quote that is never closed, so the lines after each ran into one field. "
+        "Each such line was rejected as unclosed_quote, and reading went on with the next line. "
+        "Close the quote or remove it, then load the file again to load those lines."
+    ).format(file=file_name, lines=named_lines)
+
+
+class _LineFeed:
+    """The physical lines of a text for csv.reader, with the lines of the current record and a way to take lines back.
+
+    Lines end where the csv module ends them with newline="": at LF, CR or CRLF.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._source = iter(io.StringIO(text, newline=""))
+        self._taken_back: list[str] = []  # the next line to read is last
+        self.next_line = 1
+        self.record_lines: list[str] = []
+
+    def lines(self):
+        """Yield the lines taken back first, then the rest of the text. A generator costs less per line than __next__."""
+        for line in self._source:
+            while self._taken_back:
+                yield self._take(self._taken_back.pop())
+            yield self._take(line)
+        while self._taken_back:
+            yield self._take(self._taken_back.pop())
+
+    def _take(self, line: str) -> str:
+        self.record_lines.append(line)
+        self.next_line += 1
+        return line
+
+    def start_record(self) -> int:
+        """Forget the lines read so far and return the number of the next line."""
+        self.record_lines = []
+        return self.next_line
+
+    def take_back(self, lines: list[str]) -> None:
+        """Make ``lines`` the next lines to read, in order."""
+        self._taken_back.extend(reversed(lines))
+        self.next_line -= len(lines)
 
 
 def _csv_records(text: str, delimiter: str, file_name: str):
-    """Yield (first line number, fields) for each non-blank CSV record; quoted fields may span lines."""
+    """Yield (first line number, fields, reject reason) for each non-blank CSV record.
+
+    Quoted fields may span lines. When an unclosed quote ran a record on into
+    the following lines (see ``_swallows_records``), only the record's first
+    physical line is yielded, with the reason ``unclosed_quote``. Reading
+    starts again on the next line, so each swallowed line is read as its own
+    record.
+    """
     _allow_long_fields()
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    previous_end = 0
+    feed = _LineFeed(text)
+    n_columns: int | None = None
     while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            raise InputFileError(
-                _("{file} cannot be read as CSV after line {line}: {error}; check for an unclosed quote or a NUL byte.").format(
-                    file=file_name, line=reader.line_num, error=error
-                )
-            ) from error
-        start = previous_end + 1
-        previous_end = reader.line_num
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue
-        yield start, fields
+        # csv.reader reads no further than the end of the record it returns,
+        # so a new reader can start on lines taken back into the feed.
+        reader = csv.reader(feed.lines(), delimiter=delimiter)
+        while True:
+            start = feed.start_record()
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                raise InputFileError(
+                    _("{file} cannot be read as CSV after line {line}: {error}; check for an unclosed quote or a NUL byte.").format(
+                        file=file_name, line=feed.next_line - 1, error=error
+                    )
+                ) from error
+            record_lines = feed.record_lines
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue
+            if n_columns is None:
+                n_columns = len(fields)
+            elif len(record_lines) > 1 and _swallows_records(record_lines, fields, delimiter, n_columns):
+                yield start, [record_lines[0].rstrip("\r\n")], UNCLOSED_QUOTE
+                feed.take_back(record_lines[1:])
+                break
+            yield start, fields, None
+
+
+def _swallows_records(record_lines: list[str], fields: list[str], delimiter: str, n_columns: int) -> bool:
+    """Return whether a record spanning ``record_lines`` is an unclosed quote that ran on into later records.
+
+    Two signs must both hold, so a well-formed quoted field with line breaks
+    (even one whose lines contain delimiters) is kept:
+
+    - a continuation line is a complete record by itself: it has the header's
+      number of fields and no quote character in any of them, and
+    - the record is not well-formed: its field count differs from the
+      header's, or a strict parse fails. A strict parse fails when the quote
+      that ended the field is followed by text, because it really opened a
+      later field, or when the file ends inside the quote.
+
+    NOTE: some unclosed quotes are missed, and the record is then loaded or
+    rejected as one row. That happens when no swallowed line is a complete
+    record by itself (each contains a quote character, say), or when the header
+    has one column. It also happens when the quote that ends the field is
+    followed by a delimiter and the field count still matches.
+    """
+    if n_columns < 2:
+        return False
+    if not any(_is_complete_record(line, delimiter, n_columns) for line in record_lines[1:]):
+        return False
+    if len(fields) != n_columns:
+        return True
+    try:
+        list(csv.reader(record_lines, delimiter=delimiter, strict=True))
+    except csv.Error:
+        return True
+    return False
+
+
+def _is_complete_record(line: str, delimiter: str, n_columns: int) -> bool:
+    try:
+        records = list(csv.reader([line], delimiter=delimiter, strict=True))
+    except csv.Error:
+        return False
+    return len(records) == 1 and len(records[0]) == n_columns and not any('"' in value for value in records[0])
 
 
 def _cell_text(value: object) -> str | None:
