@@ -57,6 +57,26 @@ def test_load_and_quality(runner, tmp_path, small_orders_csv):
     assert "exact_duplicates" in quality.output
 
 
+def test_load_detected_preset_loads_every_part(runner, tmp_path, small_orders_csv):
+    detected = tmp_path / "detected.duckdb"
+    only_orders = tmp_path / "orders.duckdb"
+    loaded = invoke(runner, "load", detected, small_orders_csv)
+    loaded_orders = invoke(runner, "load", only_orders, small_orders_csv, "--kind", "orders")
+
+    assert loaded.exit_code == 0, loaded.output
+    assert "match the preset online_retail" in loaded.output
+    assert loaded_orders.exit_code == 0, loaded_orders.output
+    counts = {}
+    for db in (detected, only_orders):
+        con = duckdb.connect(str(db), read_only=True)
+        counts[db] = con.execute("select (select count(*) from raw.order_lines), (select count(*) from raw.products)").fetchall()[0]
+        con.close()
+    assert counts[detected][0] == counts[only_orders][0] > 0
+    # The Online Retail preset also loads the product catalogue; --kind orders does not.
+    assert counts[detected][1] > 0
+    assert counts[only_orders][1] == 0
+
+
 def test_load_missing_file_is_one_error_line(runner, tmp_path):
     result = invoke(runner, "load", tmp_path / "cli.duckdb", tmp_path / "absent.csv")
 

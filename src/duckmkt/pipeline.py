@@ -45,7 +45,7 @@ def load_command(
     db: Path,
     file: Path,
     *,
-    kind: str = "orders",
+    kind: str | None = None,
     preset: str | None = None,
     mapping: Path | None = None,
     encoding: str | None = None,
@@ -113,16 +113,48 @@ def load_command(
 
 
 def _load_into(
-    db: Path, file: Path, *, kind: str, preset: str | None, mapping: Path | None, options: dict[str, object]
+    db: Path, file: Path, *, kind: str | None, preset: str | None, mapping: Path | None, options: dict[str, object]
 ) -> list[loading.LoadReport]:
-    """Open ``db`` (created when missing), load ``file`` and return one report per record kind."""
+    """Open ``db`` (created when missing), load ``file`` and return one report per record kind.
+
+    Without ``kind``, a preset or a mapping, a file whose header matches every
+    part of one preset is loaded with that whole preset, as ``--preset`` would,
+    so that the Online Retail file gives products as well as orders.
+    """
+    if kind is None and preset is None and mapping is None:
+        preset = whole_preset_of(file, encoding=options["encoding"], delimiter=options["delimiter"])
+        if preset is not None:
+            echo(
+                _("The columns of {file} match the preset {preset}, which loads {kinds}; loading all of them (give --kind to load one kind).").format(
+                    file=Path(file).name, preset=preset, kinds=", ".join(part.kind for part in loading.read_mappings(preset=preset))
+                )
+            )
     con = connect_database(db)
     try:
         if preset is not None or mapping is not None:
             return loading.load_files(con, file, loading.read_mappings(mapping, preset=preset), **options)
-        return [loading.load_file(con, file, kind=kind, **options)]
+        return [loading.load_file(con, file, kind=kind or "orders", **options)]
     finally:
         con.close()
+
+
+def whole_preset_of(file: Path, *, encoding: object, delimiter: object) -> str | None:
+    """Return the preset whose orders part the header matches when that preset has several parts, else None.
+
+    A header that names the contract's own fields, or that matches a preset
+    with one part, is left to ``load_file`` as before.
+    """
+    from duckmkt.loading.mapping import guess_mapping, preset_names
+    from duckmkt.loading.readers import read_source
+
+    columns = read_source(Path(file), encoding=encoding, delimiter=delimiter).columns
+    guessed = guess_mapping(columns, "orders")
+    if guessed is None or guessed.name not in preset_names():
+        return None
+    parts = loading.read_mappings(preset=guessed.name)
+    if len(parts) < 2 or not all(set(part.source_columns) <= set(columns) for part in parts):
+        return None
+    return guessed.name
 
 
 def remove_database_file(db: Path) -> None:

@@ -23,8 +23,14 @@ def register(app: typer.Typer) -> None:
             Path, typer.Argument(help=_("Input file: CSV or text (plain, .gz or .zst), Parquet or Excel .xlsx."))
         ],
         kind: Annotated[
-            str, typer.Option(help=_("Record kind in the file: orders, events, interactions, customers or products."))
-        ] = "orders",
+            Optional[str],
+            typer.Option(
+                help=_(
+                    "Record kind in the file: orders, events, interactions, customers or products. Default: orders, or "
+                    "every kind of the preset whose columns the file has."
+                )
+            ),
+        ] = None,
         preset: Annotated[
             Optional[str],
             typer.Option(help=_("Name of a shipped mapping: online_retail, cdnow or bank_marketing.")),
