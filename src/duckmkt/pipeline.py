@@ -121,40 +121,24 @@ def _load_into(
     part of one preset is loaded with that whole preset, as ``--preset`` would,
     so that the Online Retail file gives products as well as orders.
     """
-    if kind is None and preset is None and mapping is None:
-        preset = whole_preset_of(file, encoding=options["encoding"], delimiter=options["delimiter"])
-        if preset is not None:
+    mappings = None
+    if preset is not None or mapping is not None:
+        mappings = loading.read_mappings(mapping, preset=preset)
+    elif kind is None:
+        mappings = loading.guess_mappings(file, None, encoding=options["encoding"], delimiter=options["delimiter"])
+        if len(mappings) > 1:
             echo(
                 _("The columns of {file} match the preset {preset}, which loads {kinds}; loading all of them (give --kind to load one kind).").format(
-                    file=Path(file).name, preset=preset, kinds=", ".join(part.kind for part in loading.read_mappings(preset=preset))
+                    file=Path(file).name, preset=mappings[0].name, kinds=", ".join(part.kind for part in mappings)
                 )
             )
     con = connect_database(db)
     try:
-        if preset is not None or mapping is not None:
-            return loading.load_files(con, file, loading.read_mappings(mapping, preset=preset), **options)
-        return [loading.load_file(con, file, kind=kind or "orders", **options)]
+        if mappings is not None:
+            return loading.load_files(con, file, mappings, **options)
+        return [loading.load_file(con, file, kind=kind, **options)]
     finally:
         con.close()
-
-
-def whole_preset_of(file: Path, *, encoding: object, delimiter: object) -> str | None:
-    """Return the preset whose orders part the header matches when that preset has several parts, else None.
-
-    A header that names the contract's own fields, or that matches a preset
-    with one part, is left to ``load_file`` as before.
-    """
-    from duckmkt.loading.mapping import guess_mapping, preset_names
-    from duckmkt.loading.readers import read_source
-
-    columns = read_source(Path(file), encoding=encoding, delimiter=delimiter).columns
-    guessed = guess_mapping(columns, "orders")
-    if guessed is None or guessed.name not in preset_names():
-        return None
-    parts = loading.read_mappings(preset=guessed.name)
-    if len(parts) < 2 or not all(set(part.source_columns) <= set(columns) for part in parts):
-        return None
-    return guessed.name
 
 
 def remove_database_file(db: Path) -> None:

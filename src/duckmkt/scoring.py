@@ -259,7 +259,8 @@ class Scorer:
         """
         medians = self.metadata.get("imputation", {})
         columns = [pa.array(np.full(n_rows, medians.get(name, 0.0) or 0.0, dtype=np.float64)) for name in self.feature_names]
-        self._score(pa.StructArray.from_arrays(columns, names=self.feature_names), None)
+        # The encoding of the UDF's results, which is what the first query runs.
+        self._score(pa.StructArray.from_arrays(columns, names=self.feature_names), None, for_duckdb=True)
 
     def _score(self, structs: pa.Array | pa.ChunkedArray, rules_fingerprint: str | None, *, for_duckdb: bool = False) -> pa.StructArray:
         """Score a batch; ``rules_fingerprint`` is the fingerprint of ``mkt.strategy_rules`` read for this query, or None.

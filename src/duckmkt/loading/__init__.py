@@ -8,7 +8,7 @@ the presets in ``duckmkt/presets`` (``read_mapping``, ``read_mappings``).
 
 from duckmkt.loading.contracts import CONTRACTS, KINDS, OPTIONAL_ORDER_FIELDS, ORDER_FIELDS
 from duckmkt.loading.dates import AmbiguousDateError
-from duckmkt.loading.loader import file_sha256, load_file, load_files, load_orders
+from duckmkt.loading.loader import file_sha256, guess_mappings, load_file, load_files, load_orders
 from duckmkt.loading.mapping import (
     Mapping,
     check_mapping_columns,
@@ -30,6 +30,7 @@ __all__ = [
     "check_mapping_columns",
     "file_sha256",
     "guess_mapping",
+    "guess_mappings",
     "load_file",
     "load_files",
     "load_orders",

@@ -28,7 +28,7 @@ from duckmkt.i18n import _
 from duckmkt.loading.contracts import CONTRACTS
 from duckmkt.loading.convert import ATTRIBUTES, Converted, ReadOptions, convert_table
 from duckmkt.loading.dates import date_format_error
-from duckmkt.loading.mapping import Mapping, check_mapping_columns, guess_mapping
+from duckmkt.loading.mapping import Mapping, check_mapping_columns, guess_mapping, preset_names, read_mappings
 from duckmkt.loading.readers import LINE_COLUMN, SourceTable, read_source
 from duckmkt.loading.report import LoadReport
 from duckmkt.sql_views import quote_identifier
@@ -234,8 +234,6 @@ def _store_part(
 
 def _matching_presets(columns: list[str]) -> list[tuple[str, list[str]]]:
     """Return (preset, kinds) for every preset whose mapped source columns the file all has."""
-    from duckmkt.loading.mapping import preset_names, read_mappings
-
     present = set(columns)
     matches = []
     for preset in preset_names():
@@ -243,6 +241,41 @@ def _matching_presets(columns: list[str]) -> list[tuple[str, list[str]]]:
         if all(set(part.source_columns) <= present for part in parts):
             matches.append((preset, [part.kind for part in parts]))
     return matches
+
+
+def guess_mappings(
+    path: str | Path, kind: str | None = "orders", *, encoding: str | None = None, delimiter: str | None = None
+) -> list[Mapping]:
+    """Return the mappings that ``path``'s header matches, or raise MappingError naming its columns.
+
+    With a ``kind``, that is one mapping: the contract itself or the first
+    preset part of the kind (``guess_mapping``). With ``kind`` None the kind is
+    orders, and a header that matches every part of a preset with several
+    parts gets all of them, as ``--preset`` would load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(_("Input file {path} not found.").format(path=path))
+    columns = read_source(path, encoding=encoding, delimiter=delimiter).columns
+    mapping = guess_mapping(columns, kind or "orders")
+    if mapping is None:
+        suggested = _matching_presets(columns)
+        if suggested:
+            raise MappingError(
+                _("The columns of {file} match the preset {preset}, which loads {kinds}; rerun with --preset {preset}.").format(
+                    file=path.name, preset=suggested[0][0], kinds=", ".join(suggested[0][1])
+                )
+            )
+        raise MappingError(
+            _("No preset matches the columns of {file} ({columns}); give --mapping FILE or --preset NAME.").format(
+                file=path.name, columns=", ".join(columns)
+            )
+        )
+    if kind is None:
+        for preset, kinds in _matching_presets(columns):
+            if preset == mapping.name and len(kinds) > 1:
+                return read_mappings(preset=preset)
+    return [mapping]
 
 
 def check_load_options(*, date_format: str | None, delimiter: str | None) -> None:
@@ -348,24 +381,8 @@ def load_file(
             _("Unknown record kind {kind!r}; the kinds are: {kinds}.").format(kind=kind, kinds=", ".join(CONTRACTS))
         )
     if mapping is None:
-        if not path.is_file():
-            raise InputFileError(_("Input file {path} not found.").format(path=path))
         check_load_options(date_format=date_format, delimiter=delimiter)
-        columns = read_source(path, encoding=encoding, delimiter=delimiter).columns
-        mapping = guess_mapping(columns, kind)
-        if mapping is None:
-            suggested = _matching_presets(columns)
-            if suggested:
-                raise MappingError(
-                    _("The columns of {file} match the preset {preset}, which loads {kinds}; rerun with --preset {preset}.").format(
-                        file=path.name, preset=suggested[0][0], kinds=", ".join(suggested[0][1])
-                    )
-                )
-            raise MappingError(
-                _("No preset matches the columns of {file} ({columns}); give --mapping FILE or --preset NAME.").format(
-                    file=path.name, columns=", ".join(columns)
-                )
-            )
+        [mapping] = guess_mappings(path, kind, encoding=encoding, delimiter=delimiter)
         logger.info("Using mapping %s", mapping.name)
     elif mapping.kind != kind:
         raise MappingError(
