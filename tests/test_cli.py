@@ -457,3 +457,40 @@ def test_locked_database_read_only_open(lock_holder):
     assert f"Database {db} is locked" in str(raised.value)
     assert "open for writing" in str(raised.value)
     assert f"held by process {pid}" in str(raised.value)
+
+
+def test_quality_report_accounts_for_every_line(runner, tmp_path, small_orders_csv):
+    # Two lines with an unreadable date: the load rejects them and keeps them.
+    lines = small_orders_csv.read_text(encoding="utf-8").splitlines()
+    header, first = lines[0].split(","), lines[1].split(",")
+    date_column = next(i for i, name in enumerate(header) if "date" in name.lower())
+    broken = [",".join(first[:date_column] + [value] + first[date_column + 1:]) for value in ("2011-13-45 10:00:00", "not a date")]
+    source = tmp_path / "orders_with_bad_dates.csv"
+    source.write_text("\n".join(lines + broken) + "\n", encoding="utf-8")
+    db = tmp_path / "quality.duckdb"
+    assert invoke(runner, "load", db, source).exit_code == 0
+
+    result = invoke(runner, "quality", db)
+
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db), read_only=True)
+    n_lines, n_customers = con.execute(
+        "select count(*), count(distinct customer_id) from mkt.stg_order_lines"
+    ).fetchall()[0]
+    statuses = con.execute("select line_status, count(*) from mkt.stg_order_lines group by all").fetchall()
+    n_products = con.execute("select count(*) from mkt.stg_products").fetchall()[0][0]
+    con.close()
+    assert f"Order lines read: {n_lines:,} ({n_customers:,} customers)." in result.output
+    for status, count in statuses:
+        assert re.search(rf"^{status}\s.*\s{count:,}$", result.output, re.MULTILINE), status
+    assert re.search(r"^orders\s+invalid_date\s+2$", result.output, re.MULTILINE)
+    assert re.search(rf"^products\s+[\d,]+\s+{n_products:,}\s", result.output, re.MULTILINE)
+
+
+def test_quality_report_in_chinese(tmp_path, small_db_copy):
+    result = run_process("quality", small_db_copy, lang="zh_CN.UTF-8")
+
+    assert result.returncode == 0, result.stderr
+    assert "每行" in result.stdout or "读取" in result.stdout
+    assert "Order lines read" not in result.stdout
+    assert "lines that repeat" not in result.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from duckmkt import loading
+from duckmkt import data_quality, loading
 from duckmkt.database import check_not_locked, connect_database
 from duckmkt.errors import DuckmktError, InputFileError
 from duckmkt.loading.loader import check_load_options
@@ -169,15 +169,15 @@ def status_description(status: str) -> str:
     }.get(status, status)
 
 
-def quality_command(db: Path) -> list[tuple[str, int]]:
-    """Print ``mkt.data_quality`` for ``db``."""
+def quality_command(db: Path) -> data_quality.QualityReport:
+    """Print what the loads of ``db`` kept, dropped and rejected (see ``duckmkt.data_quality``)."""
     con = connect_database(db, create=False)
     try:
-        rows = con.execute("select check_name, n_rows from mkt.data_quality").fetchall()
+        report = data_quality.read_quality(con)
     finally:
         con.close()
-    echo(format_table([_("check"), _("rows")], rows))
-    return rows
+    echo(data_quality.format_quality(report, status_description))
+    return report
 
 
 def train_command(
