@@ -32,6 +32,8 @@ def invoke(runner, *args):
 def run_process(*args, lang: str = "en_US.UTF-8", cwd=None):
     env = {key: value for key, value in os.environ.items() if key not in ("LC_ALL", "LC_MESSAGES", "LANGUAGE")}
     env["LANG"] = lang
+    # A wide terminal keeps Rich from wrapping an error message mid-sentence.
+    env["COLUMNS"] = "200"
     return subprocess.run(
         [sys.executable, "-m", "duckmkt", *map(str, args)],
         capture_output=True,
@@ -144,6 +146,63 @@ def test_help_in_english_from_locale():
     assert result.returncode == 0, result.stderr
     assert not CJK.search(result.stdout)
     assert "Personalized marketing" in result.stdout
+
+
+@pytest.mark.parametrize("lang", ["en_US.UTF-8", "zh_CN.UTF-8"])
+def test_help_flags_without_value_type(lang):
+    root = run_process("--help", lang=lang)
+    load = run_process("load", "--help", lang=lang)
+
+    assert root.returncode == 0, root.stderr
+    assert load.returncode == 0, load.stderr
+    for output in (root.stdout, load.stdout):
+        assert "<bool>" not in output
+        assert re.search(r"--help +\S", output)
+    assert re.search(r"--debug +\S", root.stdout)
+    assert re.search(r"--replace +\S", load.stdout)
+    # Options that take a value keep their type.
+    assert re.search(r"--lang +<str>", root.stdout)
+    assert re.search(r"--id-key-file +<path>", load.stdout)
+
+
+# Usage errors that Click raises while parsing: arguments, then the English
+# and the Chinese message.
+CLICK_ERRORS = [
+    (["score", "x.duckdb", "--limit", "abc"], "Invalid value for '--limit': 'abc' is not a whole number.", "'--limit' 的值无效：'abc' 不是整数。"),
+    (["explain", "x.duckdb", "--top", "0"], "Invalid value for '--top': 0 is less than the minimum, 1.", "'--top' 的值无效：0 小于最小值 1。"),
+    (["target", "x.duckdb", "--budget", "abc", "--cost-per-contact", "1"], "'abc' is not a number.", "'abc' 不是数字。"),
+    (["strategy", "set"], "Missing argument 'db'.", "缺少参数 'db'。"),
+    (["target", "x.duckdb", "--budget", "1"], "Missing option '--cost-per-contact'.", "缺少选项 '--cost-per-contact'。"),
+    (["score", "x.duckdb", "--nme", "x"], "No such option: --nme. Did you mean --name", "没有此选项：--nme。是否应为 --name"),
+    (["score", "x.duckdb", "--nothing-like-it"], "No such option: --nothing-like-it", "没有此选项：--nothing-like-it"),
+    (["score", "x.duckdb", "--model"], "Option '--model' requires a value.", "选项 '--model' 需要一个值。"),
+    (["score", "x.duckdb", "extra"], "Got unexpected extra arguments: extra.", "多余的参数：extra。"),
+    (["scor"], "No such command 'scor'. Did you mean 'score'?", "没有名为 'scor' 的命令。是否应为 'score'？"),
+    (["models", "lst"], "No such command 'lst'. Did you mean 'list'?", "没有名为 'lst' 的命令。是否应为 'list'？"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "english", "chinese"), CLICK_ERRORS)
+def test_click_usage_error_in_english(arguments, english, chinese):
+    result = run_process(*arguments, lang="en_US.UTF-8")
+
+    assert result.returncode == 2, result.stderr
+    assert english in result.stderr
+    assert "Usage: duckmkt" in result.stderr
+    assert "for help." in result.stderr
+    assert not CJK.search(result.stderr)
+
+
+@pytest.mark.parametrize(("arguments", "english", "chinese"), CLICK_ERRORS)
+def test_click_usage_error_in_chinese(arguments, english, chinese):
+    result = run_process(*arguments, lang="zh_CN.UTF-8")
+
+    assert result.returncode == 2, result.stderr
+    assert chinese in result.stderr
+    assert "用法：duckmkt" in result.stderr
+    assert "查看帮助" in result.stderr
+    assert "Usage:" not in result.stderr
+    assert english not in result.stderr
 
 
 def test_lang_option_overrides_locale(tmp_path):

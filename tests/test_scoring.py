@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 import duckmkt
+from duckmkt import i18n
 from duckmkt.errors import ModelError
 from duckmkt.features import FEATURE_NAMES
 from duckmkt.scores import write_customer_scores
@@ -179,6 +180,67 @@ def test_score_customer_wrong_type_names_field(scoring_con):
 def test_score_customer_not_a_struct(scoring_con):
     with pytest.raises(duckdb.Error, match="expects a struct"):
         scoring_con.execute("select score_customer(42)").fetchall()
+
+
+def test_score_customer_mistyped_field_suggested(scoring_con):
+    query = "select score_customer(f) from (select * rename (recency_days as recency_dys) from mkt.customer_features) f"
+
+    with pytest.raises(duckdb.Error) as through_macro:
+        scoring_con.execute(query).fetchall()
+    with pytest.raises(duckdb.Error) as through_udf:
+        scoring_con.cursor().execute(query).fetchall()
+    for raised in (through_macro, through_udf):
+        assert "no field recency_days. Its field recency_dys is not a feature; did you mean recency_days?" in str(raised.value)
+
+
+# Queries that fail the type check of score_customer, and a part of the message
+# each raises in English and in Chinese.
+TYPE_CHECK_ERRORS = {
+    "not_a_struct": (
+        "select score_customer(42)",
+        "expects a struct of features",
+        "需要一个特征结构体",
+    ),
+    "text_field": (
+        "select score_customer(f) from (select * replace (frequency::varchar as frequency) from mkt.customer_features) f",
+        # The macro names the DuckDB type (VARCHAR), the UDF the Arrow type (string).
+        "it must be numeric. Cast it, for example frequency::double.",
+        "它必须是数值类型。请进行类型转换，例如 frequency::double。",
+    ),
+    "missing_field": (
+        "select score_customer(f) from (select * exclude (recency_days) from mkt.customer_features) f",
+        "the feature struct has no field recency_days",
+        "特征结构体中没有字段 recency_days",
+    ),
+    "mistyped_field": (
+        "select score_customer(f) from (select * rename (recency_days as recency_dys) from mkt.customer_features) f",
+        "did you mean recency_days?",
+        "是否应为 recency_days？",
+    ),
+}
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+@pytest.mark.parametrize("case", sorted(TYPE_CHECK_ERRORS))
+def test_score_customer_type_errors_in_language(small_db, trained_model_dir, language, case):
+    query, english, chinese = TYPE_CHECK_ERRORS[case]
+    previous = i18n.get_language()
+    i18n.set_language(language)
+    con = duckdb.connect(str(small_db), read_only=True)
+    try:
+        register(con, trained_model_dir)
+        # The temporary macro on the registering connection, then the UDF on a cursor.
+        with pytest.raises(duckdb.Error) as through_macro:
+            con.execute(query).fetchall()
+        with pytest.raises(duckdb.Error) as through_udf:
+            con.cursor().execute(query).fetchall()
+    finally:
+        con.close()
+        i18n.set_language(previous)
+
+    expected = chinese if language == "zh" else english
+    assert expected in str(through_macro.value)
+    assert expected in str(through_udf.value)
 
 
 def test_score_customer_empty_table(scoring_con):

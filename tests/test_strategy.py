@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import duckdb
 import numpy as np
 import pytest
 
-from duckmkt import strategy
+from duckmkt import i18n, strategy
 from duckmkt.errors import StrategyRuleError
 from duckmkt.scores import write_customer_scores
 
@@ -183,6 +186,62 @@ def test_strategy_condition_second_statement_rejected(rules_con):
     assert "Only SELECT" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("condition", "suggestion"),
+    [
+        ("purchse_prob >= purchase_prob_median", "purchase_prob"),
+        ("churn_risk >= churn_risk_hgh", "churn_risk_high"),
+        ("Recency_Dayz < 90", "recency_days"),
+        ("f.recency_days > 1", "recency_days"),
+    ],
+)
+def test_strategy_condition_unknown_name_suggested(rules_con, condition, suggestion):
+    before = strategy.read_rules(rules_con)
+
+    with pytest.raises(StrategyRuleError) as raised:
+        strategy.set_rule(rules_con, "retention", condition=condition)
+    assert f"did you mean {suggestion}?" in str(raised.value)
+    assert strategy.read_rules(rules_con) == before
+
+
+def test_strategy_condition_unknown_name_without_match(rules_con):
+    with pytest.raises(StrategyRuleError) as raised:
+        strategy.set_rule(rules_con, "retention", condition="zzz > 1")
+
+    assert "unknown name zzz;" in str(raised.value)
+    assert "did you mean" not in str(raised.value)
+
+
+def test_strategy_unknown_name_suggested_in_chinese(rules_con):
+    previous = i18n.get_language()
+    i18n.set_language("zh")
+    try:
+        with pytest.raises(StrategyRuleError) as raised:
+            strategy.set_rule(rules_con, "retention", condition="purchse_prob >= purchase_prob_median")
+    finally:
+        i18n.set_language(previous)
+
+    assert "未知名称 purchse_prob；是否应为 purchase_prob？" in str(raised.value)
+
+
+def test_set_rule_unknown_column_suggested(rules_con):
+    with pytest.raises(StrategyRuleError, match=r"column conditon; did you mean condition\?"):
+        strategy.set_rule(rules_con, "retention", conditon="true")
+
+
+def test_set_rule_mistyped_code_suggested(rules_con):
+    with pytest.raises(StrategyRuleError, match=r"retension does not exist; did you mean retention\?"):
+        strategy.set_rule(rules_con, "retension", condition="true")
+
+
+def test_delete_rule_mistyped_code_suggested(rules_con):
+    before = strategy.read_rules(rules_con)
+
+    with pytest.raises(StrategyRuleError, match=r"no_acton does not exist; did you mean no_action\?"):
+        strategy.delete_rule(rules_con, "no_acton")
+    assert strategy.read_rules(rules_con) == before
+
+
 def test_set_rule_new_rule_needs_columns(rules_con):
     with pytest.raises(StrategyRuleError, match="priority"):
         strategy.set_rule(rules_con, "win_back", condition="true")
@@ -257,6 +316,28 @@ def test_strategy_commands_show_set_reset(rules_con, small_db_copy):
     assert "0.9" in str(macro)
     assert reset.exit_code == 0, reset.output
     assert "churn_risk >= churn_risk_high and" in reset.output
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected"),
+    [("en_US.UTF-8", "unknown name purchse_prob; did you mean purchase_prob?"), ("zh_CN.UTF-8", "未知名称 purchse_prob；是否应为 purchase_prob？")],
+)
+def test_strategy_set_typo_suggested_in_locale(rules_con, small_db_copy, lang, expected):
+    rules_con.close()
+    env = {key: value for key, value in os.environ.items() if key not in ("LC_ALL", "LC_MESSAGES", "LANGUAGE")}
+    env["LANG"] = lang
+    result = subprocess.run(
+        [sys.executable, "-m", "duckmkt", "strategy", "set", str(small_db_copy), "product_recommendation",
+         "--condition", "purchse_prob >= purchase_prob_median"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_strategy_set_hostile_condition_is_one_error_line(rules_con, small_db_copy):

@@ -69,7 +69,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from duckmkt.commands import build_app
 
-    translate_help_option()
     app = build_app()
     try:
         app(args=argv, prog_name="duckmkt")
@@ -85,33 +84,6 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(1) from None
-
-
-def translate_help_option() -> None:
-    """Give the --help option of every command its text in the active language.
-
-    Typer's vendored Click writes "Show this message and exit." as a literal,
-    outside gettext, so the option is relabelled after Click creates it.
-    """
-    # NOTE: this relies on typer._click.core.Command.get_help_option (Typer
-    # 0.29); if a Typer release renames it, --help stays in English and
-    # tests/test_cli.py::test_help_in_chinese_from_locale fails.
-    try:
-        from typer._click.core import Command
-    except ImportError:
-        return
-    original = getattr(Command, "get_help_option", None)
-    if original is None or getattr(original, "_duckmkt_translated", False):
-        return
-
-    def get_help_option(self, ctx):
-        option = original(self, ctx)
-        if option is not None:
-            option.help = i18n._("Show this message and exit.")
-        return option
-
-    get_help_option._duckmkt_translated = True
-    Command.get_help_option = get_help_option
 
 
 def configure_logging(debug: bool) -> None:

@@ -84,8 +84,8 @@ def N_(message: str) -> str:
 # which Typer translates through the global gettext domain that
 # duckmkt.cli.activate_language binds to this catalog. Listing them here puts
 # them into the extracted template. Click's usage line and parameter errors
-# ("Usage:", "Missing argument ...") are literals in Typer's vendored Click
-# and stay in English.
+# ("Usage:", "Missing argument ...") are literals in Typer's vendored Click;
+# duckmkt.commands.localized writes them through _() instead.
 TYPER_MESSAGES = (
     N_("Options"),
     N_("Commands"),

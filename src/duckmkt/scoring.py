@@ -34,6 +34,7 @@ from duckmkt.recommend.scoring import register_recommender
 from duckmkt.registry import load_metadata, verify_model
 from duckmkt.score_flags import data_quality_flags, feature_bounds
 from duckmkt.score_macro import feature_type_check, field_type_error, not_a_struct_error, score_macro_sql
+from duckmkt.suggestions import closest_name
 
 logger = logging.getLogger(__name__)
 
@@ -204,12 +205,26 @@ class Scorer:
     def check_field_names(self, names: Collection[str]) -> None:
         """Raise naming the model features missing from a feature struct's field ``names``."""
         missing = [name for name in self.feature_names if name not in names]
-        if missing:
-            raise FeatureError(
-                _("score_customer: the feature struct has no field {fields}; pass a row of mkt.customer_features or a struct with the fields {expected}.").format(
-                    fields=", ".join(missing), expected=", ".join(self.feature_names)
+        if not missing:
+            return
+        expected = ", ".join(self.feature_names)
+        # A field that is not a feature but is close to a missing one is
+        # most likely that feature, mistyped.
+        for field_name in names:
+            if field_name in self.feature_names:
+                continue
+            suggestion = closest_name(field_name, missing)
+            if suggestion is not None:
+                raise FeatureError(
+                    _("score_customer: the feature struct has no field {fields}. Its field {field} is not a feature; did you mean {suggestion}? Pass a row of mkt.customer_features or a struct with the fields {expected}.").format(
+                        fields=", ".join(missing), field=field_name, suggestion=suggestion, expected=expected
+                    )
                 )
+        raise FeatureError(
+            _("score_customer: the feature struct has no field {fields}; pass a row of mkt.customer_features or a struct with the fields {expected}.").format(
+                fields=", ".join(missing), expected=expected
             )
+        )
 
     def feature_matrix(self, structs: pa.StructArray) -> np.ndarray:
         """Return the float32 feature matrix of a batch of feature structs.

@@ -68,6 +68,7 @@ from duckmkt import rule_arrays
 from duckmkt.errors import StrategyRuleError
 from duckmkt.features import FEATURE_NAMES
 from duckmkt.i18n import N_, _, get_language
+from duckmkt.suggestions import closest_name
 
 logger = logging.getLogger(__name__)
 
@@ -315,11 +316,27 @@ def _check_expression(node: dict, kind: str, code: str, names: Mapping[str, str]
     if kind == "COLUMN_REF":
         column = node.get("column_names", [])
         if len(column) != 1 or column[0].lower() not in names:
-            raise StrategyRuleError(
-                _("Strategy rule {code}: unknown name {name}; a condition may use the predictions, the thresholds ({thresholds}) and the customer features.").format(
-                    code=code, name=".".join(column), thresholds=", ".join(THRESHOLD_QUANTILES)
-                )
+            raise _unknown_name(code, column, names)
+
+
+def _unknown_name(code: str, column: Sequence[str], names: Mapping[str, str]) -> StrategyRuleError:
+    """Return the error for a name a condition may not use, with the closest allowed name when one is close."""
+    thresholds = ", ".join(THRESHOLD_QUANTILES)
+    # For a qualified name such as f.recency_days the last part is what the
+    # analyst meant, and may well be allowed as it is.
+    last = column[-1] if column else ""
+    suggestion = last.lower() if last.lower() in names else closest_name(last, names)
+    if suggestion is None:
+        return StrategyRuleError(
+            _("Strategy rule {code}: unknown name {name}; a condition may use the predictions, the thresholds ({thresholds}) and the customer features.").format(
+                code=code, name=".".join(column), thresholds=thresholds
             )
+        )
+    return StrategyRuleError(
+        _("Strategy rule {code}: unknown name {name}; did you mean {suggestion}? A condition may use the predictions, the thresholds ({thresholds}) and the customer features.").format(
+            code=code, name=".".join(column), suggestion=suggestion, thresholds=thresholds
+        )
+    )
 
 
 def _unsafe(code: str, what: str) -> StrategyRuleError:
@@ -580,6 +597,13 @@ def set_rule(con: duckdb.DuckDBPyConnection, code: str, **changes: object) -> St
     """
     unknown = sorted(set(changes) - set(RULE_COLUMNS))
     if unknown:
+        suggestions = [name for name in (closest_name(column, RULE_COLUMNS) for column in unknown) if name is not None]
+        if suggestions:
+            raise StrategyRuleError(
+                _("Unknown strategy rule column {columns}; did you mean {suggestions}? The columns are {allowed}.").format(
+                    columns=", ".join(unknown), suggestions=", ".join(suggestions), allowed=", ".join(RULE_COLUMNS)
+                )
+            )
         raise StrategyRuleError(
             _("Unknown strategy rule column {columns}; use {allowed}.").format(
                 columns=", ".join(unknown), allowed=", ".join(RULE_COLUMNS)
@@ -593,6 +617,13 @@ def set_rule(con: duckdb.DuckDBPyConnection, code: str, **changes: object) -> St
     else:
         required = [column for column in ("priority", "condition", "label_en", "channel", "action") if column not in changes]
         if required:
+            suggestion = closest_name(code, [rule.code for rule in rules])
+            if suggestion is not None:
+                raise StrategyRuleError(
+                    _("Strategy rule {code} does not exist; did you mean {suggestion}? A new rule needs {columns}.").format(
+                        code=code, suggestion=suggestion, columns=", ".join(required)
+                    )
+                )
             raise StrategyRuleError(
                 _("Strategy rule {code} does not exist; a new rule needs {columns}.").format(code=code, columns=", ".join(required))
             )
@@ -620,7 +651,15 @@ def set_rule(con: duckdb.DuckDBPyConnection, code: str, **changes: object) -> St
 
 def delete_rule(con: duckdb.DuckDBPyConnection, code: str) -> None:
     """Delete the rule ``code``; raise StrategyRuleError when it does not exist."""
-    if not any(rule.code == code for rule in read_rules(con)):
+    codes = [rule.code for rule in read_rules(con)]
+    if code not in codes:
+        suggestion = closest_name(code, codes)
+        if suggestion is not None:
+            raise StrategyRuleError(
+                _("Strategy rule {code} does not exist; did you mean {suggestion}? List the rules with 'duckmkt strategy show DB'.").format(
+                    code=code, suggestion=suggestion
+                )
+            )
         raise StrategyRuleError(_("Strategy rule {code} does not exist; list the rules with 'duckmkt strategy show DB'.").format(code=code))
     con.execute("delete from mkt.strategy_rules where code = ?", [code])
 

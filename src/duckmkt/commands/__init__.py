@@ -14,6 +14,7 @@ from duckmkt import __version__
 from duckmkt.cli import configure_logging
 from duckmkt.commands import actions, clients, core, insight, models, spark
 from duckmkt.commands.common import State
+from duckmkt.commands.localized import LocalizedTyper
 from duckmkt.i18n import _
 
 # Modules whose register(app) adds commands, in help order.
@@ -28,7 +29,7 @@ def _print_version(value: bool) -> None:
 
 def build_app() -> typer.Typer:
     """Return the Typer application with help text in the active language."""
-    app = typer.Typer(
+    app = LocalizedTyper(
         name="duckmkt",
         help=_("Personalized marketing with machine learning inside DuckDB."),
         no_args_is_help=True,

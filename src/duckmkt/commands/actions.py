@@ -9,13 +9,14 @@ import typer
 
 from duckmkt.cli import fail
 from duckmkt.commands.common import State
+from duckmkt.commands.localized import LocalizedTyper
 from duckmkt.errors import DuckmktError
 from duckmkt.i18n import _
 
 
 def register(app: typer.Typer) -> None:
     """Add the action commands to ``app``."""
-    strategy_app = typer.Typer(
+    strategy_app = LocalizedTyper(
         name="strategy", help=_("Show and edit the strategy rules in mkt.strategy_rules."), no_args_is_help=True
     )
     app.add_typer(strategy_app)

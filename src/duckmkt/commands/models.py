@@ -9,13 +9,14 @@ import typer
 
 from duckmkt.cli import fail
 from duckmkt.commands.common import State, parse_date
+from duckmkt.commands.localized import LocalizedTyper
 from duckmkt.errors import DuckmktError
 from duckmkt.i18n import _
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``models`` group and the ``evaluate`` and ``features`` commands to ``app``."""
-    models = typer.Typer(help=_("List, inspect, promote and roll back trained model versions."), no_args_is_help=True)
+    models = LocalizedTyper(help=_("List, inspect, promote and roll back trained model versions."), no_args_is_help=True)
     app.add_typer(models, name="models")
 
     @models.command("list", help=_("List the model versions recorded in mkt.models, newest first."))
