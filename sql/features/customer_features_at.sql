@@ -101,6 +101,9 @@ order_stats as (
         avg(order_value) as avg_order_value,
         max(order_value) as max_order_value,
         avg(n_items) as avg_items_per_order,
+        -- The sums of the order sums are the sums over the sale lines, exactly,
+        -- because amounts are DECIMAL.
+        sum(order_value) / nullif(sum(n_items), 0) as avg_unit_price,
         count(*) filter (where days_before_cutoff <= 30) as n_orders_30d,
         count(*) filter (where days_before_cutoff <= 90) as n_orders_90d,
         coalesce(sum(order_value) filter (where days_before_cutoff <= 30), 0) as spend_30d,
@@ -110,11 +113,12 @@ order_stats as (
     group by customer_id
 ),
 
+-- Counting distinct products groups the sales by customer and product, the
+-- largest grouping of the macro, so it computes nothing else.
 product_stats as (
     select
         customer_id,
         count(distinct product_id) as n_products,
-        sum(amount) / nullif(sum(quantity), 0) as avg_unit_price,
     from sales
     group by customer_id
 ),
