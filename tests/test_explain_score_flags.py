@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 
 import duckdb
 import pytest
 
-from duckmkt.features import FEATURE_NAMES
+from duckmkt.features import FEATURE_NAMES, FEATURES_BY_NAME
 from duckmkt.scoring import register
+
+GROWING_FEATURES = [name for name in FEATURE_NAMES if FEATURES_BY_NAME[name].calendar == "grows"]
 
 
 @pytest.fixture
@@ -27,6 +30,17 @@ def metadata(trained_model_dir) -> dict:
 def score_struct(con, values: dict[str, str]) -> dict:
     fields = ", ".join(f"'{name}': {values[name]}" for name in FEATURE_NAMES)
     return con.execute(f"select score_customer({{{fields}}})").fetchall()[0][0]
+
+
+def struct_sql(values: dict[str, str], cutoff: date | None = None) -> str:
+    fields = [f"'{name}': {values[name]}" for name in FEATURE_NAMES]
+    if cutoff is not None:
+        fields.append(f"'cutoff_date': DATE '{cutoff.isoformat()}'")
+    return "{" + ", ".join(fields) + "}"
+
+
+def days_after_training(metadata, days: int) -> date:
+    return date.fromisoformat(metadata["train_cutoff"]) + timedelta(days=days)
 
 
 def median_values(metadata) -> dict[str, str]:
@@ -71,6 +85,77 @@ def test_score_customer_flags_out_of_range_features(scoring_con, metadata):
 
     assert score["out_of_range_features"] == ["monetary_value", "return_rate"]
     assert score["imputed_features"] == []
+
+
+def test_score_customer_widens_calendar_ranges(scoring_con, metadata):
+    ranges = metadata["feature_ranges"]
+    values = median_values(metadata)
+    # Within the 100 days that passed since the training cutoff.
+    values["tenure_days"] = f"{ranges['tenure_days']['max'] + 50}::double"
+    values["recency_days"] = f"{ranges['recency_days']['max'] + 50}::double"
+    values["spend_180d"] = "0::double"
+
+    later = scoring_con.execute(f"select score_customer({struct_sql(values, days_after_training(metadata, 100))})").fetchall()[0][0]
+    without_cutoff = scoring_con.execute(f"select score_customer({struct_sql(values)})").fetchall()[0][0]
+
+    assert later["out_of_range_features"] == []
+    assert {"tenure_days", "recency_days"} <= set(without_cutoff["out_of_range_features"])
+
+
+def test_score_customer_flags_tenure_beyond_calendar(scoring_con, metadata):
+    values = median_values(metadata)
+    values["tenure_days"] = f"{metadata['feature_ranges']['tenure_days']['max'] + 150}::double"
+
+    score = scoring_con.execute(f"select score_customer({struct_sql(values, days_after_training(metadata, 100))})").fetchall()[0][0]
+
+    assert score["out_of_range_features"] == ["tenure_days"]
+
+
+def test_score_customer_bounds_per_row_cutoff(scoring_con, metadata):
+    values = median_values(metadata)
+    values["tenure_days"] = f"{metadata['feature_ranges']['tenure_days']['max'] + 50}::double"
+    at_training = struct_sql(values, days_after_training(metadata, 0))
+    later = struct_sql(values, days_after_training(metadata, 100))
+
+    # Both rows reach the UDF in one batch, which then has two cutoffs.
+    rows = scoring_con.execute(
+        f"select row_number, score_customer(f).out_of_range_features from (values (1, {at_training}), (2, {later})) as t(row_number, f) order by row_number"
+    ).fetchall()
+
+    assert rows == [(1, ["tenure_days"]), (2, [])]
+
+
+def test_score_customer_todays_rows_within_calendar_ranges(scoring_con, metadata):
+    # Tenure and the days since an event may exceed the training maximum by
+    # the days since the training cutoff. A value below the minimum is still
+    # flagged.
+    for name in GROWING_FEATURES:
+        if name in metadata["unused_features"]:
+            continue
+        flagged = scoring_con.execute(
+            f"""
+            select count(*)
+            from (select score_customer(f) as s, f."{name}" as value from mkt.customer_features as f)
+            where list_contains(s.out_of_range_features, $name) and value >= $minimum
+            """,
+            {"name": name, "minimum": metadata["feature_ranges"][name]["min"]},
+        ).fetchall()[0][0]
+
+        assert flagged == 0, name
+
+
+def test_score_customer_without_cutoff_uses_training_ranges(scoring_con):
+    query = """
+        select count(*) filter (where list_contains(s.out_of_range_features, 'tenure_days')), count(*)
+        from (select score_customer(f) as s from {relation} as f)
+    """
+    with_cutoff = scoring_con.execute(query.format(relation="mkt.customer_features")).fetchall()[0]
+    without_cutoff = scoring_con.execute(
+        query.format(relation="(select * exclude (cutoff_date) from mkt.customer_features)")
+    ).fetchall()[0]
+
+    assert with_cutoff[0] < with_cutoff[1] * 0.05
+    assert without_cutoff[0] > without_cutoff[1] / 2
 
 
 def test_score_customer_flags_every_row(scoring_con):

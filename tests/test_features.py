@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import duckdb
 import numpy as np
 import polars as pl
 import pytest
 
-from duckmkt.features import FEATURE_NAMES, KEY_COLUMNS, features_at
+from duckmkt.features import FEATURE_NAMES, FEATURES, KEY_COLUMNS, calendar_range, features_at
 
 CUTOFF = "2011-06-01"
 
@@ -244,3 +246,47 @@ def test_feature_catalog_table(small_db_copy):
         assert source.startswith("mkt."), name
         assert formula, name
         assert unit and english and chinese, name
+
+
+@pytest.mark.parametrize(
+    ("name", "later", "expected"),
+    [
+        ("tenure_days", date(2011, 8, 12), (0.5, 120.0 + 120)),
+        ("recency_days", date(2011, 8, 12), (0.5, 120.0 + 120)),
+        ("age_years", date(2012, 1, 2), (18.0, 80.0 + 1)),
+        ("spend_180d", date(2011, 8, 12), (0.0, 120.0)),
+        ("orders_per_month", date(2011, 8, 12), (0.0, 120.0)),
+        ("monetary_value", date(2011, 8, 12), (0.5, 120.0)),
+        ("tenure_days", date(2011, 4, 1), (0.5, 120.0)),
+    ],
+)
+def test_calendar_range_widens_by_rule(name, later, expected):
+    low, high = (18.0, 80.0) if name == "age_years" else (0.5, 120.0)
+
+    widened = calendar_range(name, low, high, date(2011, 4, 14), later)
+
+    assert widened[0] == expected[0]
+    # A grown maximum is one float32 step above the exact sum.
+    assert widened[1] == pytest.approx(expected[1], rel=1e-6)
+    assert widened[1] >= expected[1]
+
+
+def test_calendar_range_covers_later_cutoff(small_db):
+    earlier, later = date(2011, 4, 14), date(2011, 12, 10)
+    con = duckdb.connect(str(small_db), read_only=True)
+    try:
+        before = features_at(con, earlier)
+        after = features_at(con, later)
+    finally:
+        con.close()
+
+    for feature in FEATURES:
+        if feature.calendar is None or before[feature.name].null_count() == before.height:
+            continue
+        low, high = calendar_range(
+            feature.name, before[feature.name].min(), before[feature.name].max(), earlier, later
+        )
+        if feature.calendar == "grows":
+            assert after[feature.name].max() <= high, feature.name
+        else:
+            assert after[feature.name].min() >= low, feature.name

@@ -42,6 +42,7 @@ fixed_labels as (
             ('drift_status', 'stable', 'Stable', '稳定'),
             ('drift_status', 'moderate', 'Moderate shift', '中等偏移'),
             ('drift_status', 'significant', 'Significant shift', '显著偏移'),
+            ('drift_status', 'calendar', 'Moves with the calendar', '随日历变化'),
             ('drift_status', 'not_monitored', 'Not monitored', '未监控'),
             ('line_status', 'sale', 'Product sale', '商品销售'),
             ('line_status', 'duplicate', 'Exact duplicate', '完全重复'),

@@ -131,7 +131,7 @@ def print_customer_explanation(con, customer: str, top_k: int) -> None:
 def monitor_command(
     db: Path, *, model: str | None = None, name: str = "customer", models_dir: Path = DEFAULT_MODELS_DIR
 ):
-    """Compare today's features and scores with training, write ``mkt.drift_report`` and print it."""
+    """Compare today's features and scores with those when the model was trained, write ``mkt.drift_report`` and print it."""
     from duckmkt import monitor
 
     con, scorer = _open(db, model, name, models_dir)
@@ -142,8 +142,8 @@ def monitor_command(
         con.close()
 
     echo(
-        _("Drift of model version {version}: training cutoff {training}, today's cutoff {current}, {rows:,} customers today.").format(
-            version=report.model_version, training=report.training_cutoff, current=report.current_cutoff, rows=report.n_current_rows
+        _("Drift of model version {version}: reference cutoff {reference}, today's cutoff {current}, {rows:,} customers today.").format(
+            version=report.model_version, reference=report.reference_cutoff, current=report.current_cutoff, rows=report.n_current_rows
         )
     )
     table = [

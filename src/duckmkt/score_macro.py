@@ -10,7 +10,9 @@ macro moves two jobs out of that wait:
   field before any row is read.
 - The cast. SQL casts the struct to DOUBLE fields in the model's order on
   every thread. The UDF then reads each column in place, and DuckDB converts
-  no column that the model ignores, such as the text ``customer_id``.
+  no column that the model ignores, such as the text ``customer_id``. The
+  one other field kept is ``cutoff_date``, which the out-of-range flags of
+  calendar features need (``score_flags.row_bounds``).
 
 The macro also passes the rules' fingerprint, read once per query (see
 ``scoring._register_checked_macro``).
@@ -54,16 +56,18 @@ def score_macro_sql(
     """Return ``create or replace temp macro`` text for ``macro_name(features)``.
 
     The macro calls ``function_name(doubles, fingerprint)``, where ``doubles``
-    is the struct cast to DOUBLE fields in ``feature_names`` order and the
-    fingerprint comes through ``check_function(typeof(features), ...)``. A
-    NULL struct stays NULL through the cast, so its score is NULL.
+    is the struct cast to DOUBLE fields in ``feature_names`` order, followed
+    by ``cutoff_date`` as a DATE, and the fingerprint comes through
+    ``check_function(typeof(features), ...)``. A NULL struct stays NULL
+    through the cast, so its score is NULL.
     """
     # try_cast matches fields by name and drops the others. A field it cannot
     # convert would become NULL, but the check function has rejected every
-    # such struct by then.
-    as_double = "try_cast(features as struct({}))".format(
-        ", ".join(f"{quote_identifier(name)} double" for name in feature_names)
-    )
+    # such feature by then. A missing or non-date cutoff_date becomes NULL
+    # (DuckDB 2.0.1), and the flags then use the training ranges as they are.
+    fields = [f"{quote_identifier(name)} double" for name in feature_names]
+    fields.append("cutoff_date date")
+    as_double = "try_cast(features as struct({}))".format(", ".join(fields))
     return f"""
 create or replace temp macro {macro_name}(features) as
     {function_name}({as_double}, {check_function}(typeof(features), {fingerprint_function}()))

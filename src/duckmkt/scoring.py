@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -32,7 +33,7 @@ from duckmkt.errors import FeatureError, ModelError
 from duckmkt.i18n import _
 from duckmkt.recommend.scoring import register_recommender
 from duckmkt.registry import load_metadata, verify_model
-from duckmkt.score_flags import data_quality_flags, feature_bounds
+from duckmkt.score_flags import Bounds, data_quality_flags, row_bounds
 from duckmkt.score_macro import feature_type_check, field_type_error, not_a_struct_error, score_macro_sql
 from duckmkt.suggestions import closest_name
 
@@ -159,8 +160,9 @@ class Scorer:
     # used without a connection evaluates the shipped default rules.
     rules: strategy.RuleEvaluator | None = None
     _versions: pa.Array | None = field(default=None, repr=False)
-    # feature_bounds of the metadata, computed at the first batch.
-    _bounds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    # Training ranges per feature cutoff, widened for calendar features
+    # (score_flags.row_bounds), computed at the first batch of each cutoff.
+    _bounds_by_cutoff: dict[date | None, Bounds] = field(default_factory=dict, repr=False)
 
     def rule_evaluator(self) -> strategy.RuleEvaluator:
         if self.rules is None:
@@ -300,9 +302,10 @@ class Scorer:
         # meaning the macro mkt.assign_strategy gives them.
         arrays.append(self.rule_evaluator().evaluate(predictions, structs, fingerprint=rules_fingerprint, dictionary=for_duckdb))
         arrays.append(self._version_column(n_rows))
-        if self._bounds is None:
-            self._bounds = feature_bounds(self.metadata, self.feature_names)
-        arrays.extend(data_quality_flags(matrix, self.metadata, self.feature_names, self._bounds, dictionary=for_duckdb))
+        cutoff_column = structs.type.get_field_index("cutoff_date")
+        cutoffs = structs.field(cutoff_column) if cutoff_column >= 0 else None
+        bounds = row_bounds(self.metadata, self.feature_names, cutoffs, self._bounds_by_cutoff)
+        arrays.extend(data_quality_flags(matrix, self.metadata, self.feature_names, bounds, dictionary=for_duckdb))
 
         # Validity of the struct itself: a NULL row gets a NULL score.
         mask = structs.is_null() if structs.null_count else None

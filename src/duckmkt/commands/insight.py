@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         except DuckmktError as error:
             fail(error, State.debug)
 
-    @app.command("monitor", help=_("Compare today's features and scores with training, write mkt.drift_report and recommend whether to retrain."))
+    @app.command("monitor", help=_("Compare today's features and scores with those when the model was trained, write mkt.drift_report and recommend whether to retrain."))
     def monitor_command(
         db: Annotated[Path, typer.Argument(help=_("DuckDB database file."))],
         model: Annotated[

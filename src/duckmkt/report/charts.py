@@ -16,7 +16,13 @@ HEAD_TITLES = {
 }
 # Okabe-Ito colors, distinguishable with the common color-vision deficiencies.
 HEAD_COLORS = {"purchase_prob": "#0072B2", "expected_spend": "#E69F00", "churn_risk": "#D55E00"}
-STATUS_COLORS = {"stable": "#009E73", "moderate": "#E69F00", "significant": "#D55E00", "not_monitored": "#999999"}
+STATUS_COLORS = {
+    "stable": "#009E73",
+    "moderate": "#E69F00",
+    "significant": "#D55E00",
+    "calendar": "#56B4E9",
+    "not_monitored": "#999999",
+}
 TOP_FEATURES = 10
 
 

@@ -114,8 +114,10 @@ def drift_section(data: ReportData) -> str:
     )
     recommendation = f"<p><strong>{_escape(drift.localized_recommendation())}</strong></p>"
     note = _(
-        "PSI compares today's distribution with the training distribution over the training deciles: "
-        "below {moderate} stable, from {moderate} to {significant} a moderate shift, {significant} or more a significant shift."
+        "PSI compares today's distribution with the one when the model was trained, over the deciles of the latter: "
+        "below {moderate} stable, from {moderate} to {significant} a moderate shift, {significant} or more a significant shift. "
+        "Features that grow with the cutoff for every customer, such as tenure_days, have the status 'calendar': "
+        "their PSI is shown but does not count toward the recommendation."
     ).format(moderate=monitor.PSI_MODERATE, significant=monitor.PSI_SIGNIFICANT)
     return _section(_("Drift since training"), recommendation + _chart("drift", charts.drift_chart(data)) + table, note)
 

@@ -383,21 +383,7 @@ def load_rows(
         params=params,
     )
     frame = relation.pl()
-
-    missing = [name for name in feature_names if name not in frame.columns]
-    if missing:
-        raise DataError(
-            _(
-                "The feature view mkt.customer_features_at has no column {columns}; "
-                "add it to the SQL or remove it from duckmkt.features.FEATURES."
-            ).format(columns=", ".join(missing))
-        )
-
-    matrix = (
-        frame.select([pl.col(name).cast(pl.Float32).fill_null(float("nan")) for name in feature_names])
-        .to_numpy()
-        .astype(np.float32, copy=False)
-    )
+    matrix = _feature_matrix(frame, feature_names)
     labels = {
         "purchased": frame["purchased"].cast(pl.Float32).to_numpy(),
         "spend": frame["spend"].cast(pl.Float32).to_numpy(),
@@ -408,10 +394,45 @@ def load_rows(
     return LabeledRows(
         cutoff=cutoff,
         feature_names=feature_names,
-        matrix=np.ascontiguousarray(matrix),
+        matrix=matrix,
         labels=labels,
         customer_ids=frame["customer_id"].to_numpy(),
     )
+
+
+def load_features(
+    con: duckdb.DuckDBPyConnection,
+    cutoff: date,
+    feature_names: tuple[str, ...],
+    staged_lines: str | None = None,
+) -> np.ndarray:
+    """Read the features of every customer active before ``cutoff``, without labels, as ``load_rows`` reads them."""
+    params = {"cutoff": cutoff.isoformat()}
+    lines = ""
+    if staged_lines is not None:
+        lines = ", staged_lines := $staged_lines"
+        params["staged_lines"] = staged_lines
+    frame = con.sql(f"select * from mkt.customer_features_at($cutoff::date{lines})", params=params).pl()
+    logger.debug("Read %d feature rows at cutoff %s", frame.height, cutoff)
+    return _feature_matrix(frame, feature_names)
+
+
+def _feature_matrix(frame: pl.DataFrame, feature_names: tuple[str, ...]) -> np.ndarray:
+    """Return the ``feature_names`` columns of ``frame`` as a C-ordered float32 matrix with NULL as NaN."""
+    missing = [name for name in feature_names if name not in frame.columns]
+    if missing:
+        raise DataError(
+            _(
+                "The feature view mkt.customer_features_at has no column {columns}; "
+                "add it to the SQL or remove it from duckmkt.features.FEATURES."
+            ).format(columns=", ".join(missing))
+        )
+    matrix = (
+        frame.select([pl.col(name).cast(pl.Float32).fill_null(float("nan")) for name in feature_names])
+        .to_numpy()
+        .astype(np.float32, copy=False)
+    )
+    return np.ascontiguousarray(matrix)
 
 
 def check_rows(rows: LabeledRows, role: str) -> None:

@@ -1,14 +1,15 @@
 """Aggregates saved with a model for explanations and drift monitoring.
 
-``build_summaries`` returns three metadata entries, all aggregates of the
-training rows and never the rows themselves:
+``build_summaries`` returns three metadata entries, all aggregates and
+never the rows themselves:
 
 - ``background``: k-means centroids (clusters of at least 10 rows) that
   ``explain_customer`` attributes against;
 - ``global_importance``: mean absolute Shapley attribution per head and
   feature on a sample of training rows;
-- ``reference_distributions``: decile edges, bin shares and missing rates
-  of every feature and head on the training rows, for ``duckmkt monitor``.
+- ``reference_distributions``: decile edges, bin shares, missing rates and
+  ranges of every feature and head over the customers of
+  ``mkt.customer_features`` at training time, for ``duckmkt monitor``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,15 @@ def build_summaries(trainer, onnx_bytes: bytes) -> dict[str, object]:
         seed=trainer.seed,
     )
     explainer = explain.ShapleyExplainer(predict, background, np.flatnonzero(preprocessing.used), seed=trainer.seed)
+    # Drift is measured against the customers the model is first used on, at
+    # the day after the latest sale. The training rows lie 240 days earlier
+    # with the default windows, and tenure and recency differ there even
+    # when no customer changes (details in duckmkt.monitor).
+    scoring = trainer.scoring_matrix_
     return {
         "background": background.as_metadata(feature_names, matrix.shape[0]),
         "global_importance": explain.importance_metadata(explainer, matrix, feature_names, seed=trainer.seed),
-        "reference_distributions": monitor.reference_distributions(matrix, feature_names, predict(matrix)),
+        "reference_distributions": monitor.reference_distributions(
+            scoring, feature_names, predict(scoring), trainer.scoring_cutoff_
+        ),
     }

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -306,6 +306,10 @@ class CustomerModelTrainer:
         self.validation_rows_ = read(self.window_.validation_cutoff, validation=True)
         dataset.check_rows(self.validation_rows_, "validation")
         self.feature_names_ = self.train_rows_.feature_names
+        # The features of mkt.customer_features at training time, which the
+        # model scores first. 'duckmkt monitor' compares later features with them.
+        self.scoring_cutoff_ = self.window_.last_sale_day + timedelta(days=1)
+        self.scoring_matrix_ = dataset.load_features(con, self.scoring_cutoff_, self.feature_names_, staged_lines)
 
         # The baselines read orders too, so they are scored while the cached
         # lines exist; they never see the network.
