@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -14,6 +20,7 @@ from duckmkt.errors import FeatureError
 from duckmkt.recommend import baselines, data, metrics
 from duckmkt.recommend.scoring import register_recommender
 from duckmkt.recommend.trainer import PARITY_TOLERANCE, train_recommender
+from duckmkt.sql_views import sql_dir
 
 RECOMMEND_ALL = """
 select customer_id, recommend_products(customer_id, 5) as items
@@ -145,6 +152,160 @@ def test_recommend_products_matches_onnx_runtime(recommend_con, recommender_resu
     assert [item["product_id"] for item in items] == expected_top
     for item in items:
         assert item["score"] == pytest.approx(float(expected[vocabulary.index(item["product_id"])]), abs=1e-6)
+
+
+def reference_recommendations(con, model_dir: Path, customer_ids: list[str], k: int) -> dict[str, list[tuple[str, str, float]]]:
+    """Return (product_id, reason, score) lists computed one customer at a time from the views, as the docs define them."""
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    vocabulary = metadata["feature_names"]
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    cutoff = con.execute("select max(ordered_at)::date + interval 1 day from mkt.int_sales").fetchall()[0][0]
+    history = data.read_history(con, cutoff, vocabulary)
+    popularity = data.read_popularity(con, cutoff, vocabulary)
+    recent = recent_purchases(con, data.EXCLUDE_RECENT_DAYS)
+    bought: dict[str, set[str]] = {}
+    for customer_id, product_id in con.execute("select distinct customer_id, product_id from mkt.int_sales").fetchall():
+        bought.setdefault(customer_id, set()).add(product_id)
+    non_products = {
+        row[0]
+        for row in con.execute(
+            """
+            select product_id from unnest(?::varchar[]) as vocabulary(product_id)
+            where exists (
+                select 1 from mkt.non_product_codes as codes
+                where regexp_full_match(upper(product_id), upper(codes.pattern))
+            )
+            """,
+            [vocabulary],
+        ).fetchall()
+    }
+    segments = dict(con.execute("select customer_id, segment from mkt.customer_segments").fetchall())
+    popular: dict[str, list[tuple[str, float]]] = {}
+    for segment, product_id, popularity_count, top_count in con.execute(
+        """
+        select segment, product_id, popularity, max(popularity) over (partition by segment)
+        from mkt.segment_popular_products_at(?, ?)
+        order by segment, popularity_rank
+        """,
+        [cutoff, data.POPULARITY_WINDOW_DAYS],
+    ).fetchall():
+        popular.setdefault(segment, []).append((product_id, popularity_count / top_count))
+    row_of = {customer_id: row for row, customer_id in enumerate(history.customer_ids)}
+
+    expected = {}
+    for customer_id in customer_ids:
+        row = row_of.get(customer_id)
+        excluded = recent.get(customer_id, set())
+        if row is not None and history.history[row].nnz > 0:
+            inputs = history.model_inputs([row])
+            inputs["popularity"] = popularity
+            scores = session.run(["scores"], inputs)[0][0]
+            ranked = sorted(range(len(vocabulary)), key=lambda column: -scores[column])
+            blocked = excluded | non_products
+            allowed = [column for column in ranked if vocabulary[column] not in blocked]
+            expected[customer_id] = [
+                (
+                    vocabulary[column],
+                    "bought_before" if vocabulary[column] in bought.get(customer_id, set()) else "similar_to_history",
+                    float(scores[column]),
+                )
+                for column in allowed[:k]
+            ]
+            continue
+        chosen: list[tuple[str, str, float]] = []
+        for product_id, score in popular.get(segments.get(customer_id, "all"), []) + popular["all"]:
+            if len(chosen) < k and product_id not in excluded and product_id not in {item[0] for item in chosen}:
+                chosen.append((product_id, "popular_in_segment", score))
+        expected[customer_id] = chosen
+    return expected
+
+
+def test_recommend_products_matches_reference(recommend_con, recommender_result):
+    customer_ids = [row[0] for row in recommend_con.execute("select distinct customer_id from mkt.int_sales order by 1").fetchall()]
+    customer_ids += ["never-seen"]
+    expected = reference_recommendations(recommend_con, recommender_result.model_dir, customer_ids, 10)
+    # Each customer repeated to more rows than the 2,048 DuckDB passes to one
+    # UDF call, so later calls reuse what the first one read.
+    repeats = 2048 // len(customer_ids) + 1
+    rows = recommend_con.execute(
+        """
+        select customer_id, recommend_products(customer_id, 10) as items
+        from unnest(?::varchar[]) as customers(customer_id), range(?)
+        """,
+        [customer_ids, repeats],
+    ).fetchall()
+    fallback = [customer for customer, items in expected.items() if items and items[0][1] == "popular_in_segment"]
+
+    assert len(rows) > 2048
+    assert len(fallback) >= 1
+    assert len(expected) - len(fallback) > 300
+    for customer_id, items in rows:
+        assert [(item["product_id"], item["reason"]) for item in items] == [
+            (product_id, reason) for product_id, reason, _score in expected[customer_id]
+        ], customer_id
+        assert [item["score"] for item in items] == pytest.approx([score for _product, _reason, score in expected[customer_id]], abs=1e-6)
+
+
+def test_recommend_products_reads_changed_order_lines(recommend_con):
+    customer = recommend_con.execute("select min(customer_id) from mkt.int_sales").fetchall()[0][0]
+    before = recommend_con.execute("select recommend_products(?, 5)", [customer]).fetchall()[0][0]
+    recommend_con.execute("delete from raw.order_lines where trim(customer_id) = ?", [customer])
+    after = recommend_con.execute("select recommend_products(?, 5)", [customer]).fetchall()[0][0]
+
+    assert {item["reason"] for item in before} <= {"bought_before", "similar_to_history"}
+    assert {item["reason"] for item in after} == {"popular_in_segment"}
+
+
+def test_recommend_products_with_old_macros(small_db, tmp_path, recommender_result, caplog):
+    # A database written by an older duckmkt: product_history_at without staged_lines.
+    old_db = tmp_path / "old.duckdb"
+    shutil.copy(small_db, old_db)
+    con = duckdb.connect(str(old_db))
+    macro = (Path(sql_dir()) / "actions" / "product_history_at.sql").read_text()
+    old_macro = macro.replace(", staged_lines := 'mkt.stg_order_lines'", "").replace("query_table(staged_lines)", "mkt.stg_order_lines")
+    assert old_macro != macro
+    con.execute(old_macro)
+    expected = reference_recommendations(con, recommender_result.model_dir, ["never-seen"], 5)
+    con.close()
+
+    con = duckdb.connect(str(old_db), read_only=True)
+    try:
+        with caplog.at_level("WARNING", logger="duckmkt.recommend.scoring"):
+            recommender = register_recommender(con, recommender_result.model_dir)
+        rows = con.execute(RECOMMEND_ALL).fetchall()
+        unknown = con.execute("select recommend_products('never-seen', 5)").fetchall()[0][0]
+    finally:
+        con.close()
+    current = duckdb.connect(str(small_db), read_only=True)
+    try:
+        register_recommender(current, recommender_result.model_dir)
+        current_rows = current.execute(RECOMMEND_ALL).fetchall()
+    finally:
+        current.close()
+
+    assert "predate cached order lines" in caplog.text
+    assert not recommender.stages_lines
+    assert [(customer, [item["product_id"] for item in items]) for customer, items in rows] == [
+        (customer, [item["product_id"] for item in items]) for customer, items in current_rows
+    ]
+    assert [item["product_id"] for item in unknown] == [product_id for product_id, _reason, _score in expected["never-seen"]]
+
+
+def test_recommend_products_does_not_import_tensorflow(small_db, recommender_result):
+    script = f"""
+import sys, duckdb
+from duckmkt.recommend.scoring import register_recommender
+con = duckdb.connect({str(small_db)!r}, read_only=True)
+register_recommender(con, {str(recommender_result.model_dir)!r})
+rows = con.execute("select recommend_products(customer_id, 3) from (select distinct customer_id from mkt.int_sales)").fetchall()
+assert len(rows) > 0
+loaded = sorted(name for name in sys.modules if name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))
+print('loaded:', loaded)
+sys.exit(1 if loaded else 0)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_recommend_products_new_customer_gets_segment_popular(recommend_con):
@@ -382,3 +543,27 @@ def test_promoted_recommender_used_by_recommend_products(small_db_copy, tmp_path
     assert newest.version == newer.name
     assert promoted.version == older.name
     assert kinds == [(older.name, "recommender", "promoted")]
+
+
+# Prefixes of TensorFlow's C++ log lines (absl and glog style, as
+# "I0000 00:00:1796453930.905669   27136 port.cc:153] ...").
+NATIVE_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d", re.MULTILINE)
+
+
+def test_train_recommender_cli_stderr_has_no_tensorflow_lines(small_db_copy, tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "duckmkt", "train-recommender", str(small_db_copy), "--models-dir", str(tmp_path), "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Recommender saved to" in result.stdout
+    assert "Epoch 1/1" in result.stdout
+    assert not NATIVE_LOG_LINE.search(result.stderr), result.stderr
+    assert "absl" not in result.stderr
+    assert "oneDNN" not in result.stderr
+    assert "tensorflow" not in result.stderr.lower()

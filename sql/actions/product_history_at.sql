@@ -5,16 +5,21 @@
 -- weigh more; each browsing event adds the same decay to view_weight.
 -- order_count is the number of orders containing the product (0 when the
 -- product was only browsed) and last_bought_at the time of the latest one.
--- Non-product codes never appear, because mkt.int_sales leaves them out and
--- browsed codes are matched against mkt.non_product_codes here.
-create or replace macro mkt.product_history_at(cutoff, half_life_days) as table
+-- Non-product codes never appear, because their lines never have the status
+-- 'sale', and browsed codes are matched against mkt.non_product_codes here.
+-- staged_lines names the relation of staged order lines to read: the staging
+-- view unless the caller gives a table with its columns, as recommend_products
+-- does to clean the lines once for many queries.
+create or replace macro mkt.product_history_at(cutoff, half_life_days, staged_lines := 'mkt.stg_order_lines') as table
 
 with
 
+-- As mkt.int_sales.
 sales as (
     select distinct customer_id, product_id, order_id, ordered_at
-    from mkt.int_sales
-    where ordered_at < cutoff::timestamp
+    from query_table(staged_lines)
+    where line_status = 'sale'
+      and ordered_at < cutoff::timestamp
 ),
 
 events as (

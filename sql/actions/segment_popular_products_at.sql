@@ -2,19 +2,23 @@
 -- `cutoff`, plus the segment 'all' for every customer. popularity is the
 -- number of distinct customers who bought the product in the window;
 -- popularity_rank is 1 for the most popular product of the segment.
-create or replace macro mkt.segment_popular_products_at(cutoff, window_days) as table
+-- staged_lines names the relation of staged order lines to read, as in
+-- mkt.product_history_at.
+create or replace macro mkt.segment_popular_products_at(cutoff, window_days, staged_lines := 'mkt.stg_order_lines') as table
 
 with
 
+-- As mkt.int_sales.
 sales as (
     select customer_id, product_id
-    from mkt.int_sales
-    where ordered_at < cutoff::timestamp
+    from query_table(staged_lines)
+    where line_status = 'sale'
+      and ordered_at < cutoff::timestamp
       and ordered_at >= cutoff::timestamp - to_days(window_days::integer)
 ),
 
 segments as (
-    select * from mkt.customer_segments
+    select * from mkt.customer_segments_from(staged_lines)
 ),
 
 per_segment as (

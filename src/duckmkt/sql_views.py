@@ -128,3 +128,18 @@ def install(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> list[st
             ) from error
         installed.append(sql_file.name)
     return installed
+
+
+def macros_take_parameter(con: duckdb.DuckDBPyConnection, names: tuple[str, ...], parameter: str) -> bool:
+    """Return whether every table macro ``mkt.<name>`` of ``names`` in ``con`` has the parameter ``parameter``.
+
+    A database last opened for writing by an older duckmkt keeps its old
+    macros until it is opened for writing again, because a read-only
+    connection cannot reinstall them.
+    """
+    rows = con.execute(
+        "select function_name, parameters from duckdb_functions() where schema_name = 'mkt' and function_name in ?",
+        [list(names)],
+    ).fetchall()
+    taking = {name for name, parameters in rows if parameter in parameters}
+    return taking == set(names)

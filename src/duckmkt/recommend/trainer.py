@@ -36,6 +36,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+# Imported before keras and tensorflow, because importing duckmkt.training
+# sets TF_CPP_MIN_LOG_LEVEL and imports TensorFlow with its C++ start-up log
+# lines hidden, as 'duckmkt train' does.
+import duckmkt.training  # noqa: F401
+
 import duckdb
 import keras
 import numpy as np

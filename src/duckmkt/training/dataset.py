@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from duckmkt import features
+from duckmkt import features, sql_views
 from duckmkt.errors import DataError, DuckmktError
 from duckmkt.i18n import _
 
@@ -182,18 +182,8 @@ STAGED_LINE_MACROS = ("customer_features_at", "customer_labels_at", "purchase_da
 
 
 def macros_take_staged_lines(con: duckdb.DuckDBPyConnection) -> bool:
-    """Return whether this database's feature and label macros accept ``staged_lines``.
-
-    A database last opened for writing by an older duckmkt keeps its old
-    macros until it is opened for writing again, because a read-only
-    connection cannot reinstall them.
-    """
-    rows = con.execute(
-        "select function_name, parameters from duckdb_functions() where schema_name = 'mkt' and function_name in ?",
-        [list(STAGED_LINE_MACROS)],
-    ).fetchall()
-    taking = {name for name, parameters in rows if "staged_lines" in parameters}
-    return taking == set(STAGED_LINE_MACROS)
+    """Return whether this database's feature and label macros accept ``staged_lines`` (see ``sql_views.macros_take_parameter``)."""
+    return sql_views.macros_take_parameter(con, STAGED_LINE_MACROS, "staged_lines")
 
 
 def orders_relation(staged_lines: str | None = None) -> str:
