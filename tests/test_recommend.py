@@ -567,3 +567,32 @@ def test_train_recommender_cli_stderr_has_no_tensorflow_lines(small_db_copy, tmp
     assert "absl" not in result.stderr
     assert "oneDNN" not in result.stderr
     assert "tensorflow" not in result.stderr.lower()
+
+
+def test_recommend_products_fallback_skips_recent_new_product(recommend_con):
+    # A product first sold after training is outside the model's vocabulary.
+    # Bought by 300 new customers on the last day, it tops the popular list,
+    # and one of them must not be offered it again.
+    last_day = recommend_con.execute("select max(ordered_at)::date from mkt.int_sales").fetchall()[0][0]
+    recommend_con.execute(
+        """
+        insert into raw.order_lines
+        select 'test', 'new_product.csv', k, 'new-buyer-' || k, 'N' || k, ?::varchar || ' 10:00:00',
+               'NEWPROD-1', '1', '2.50', 'NEW PRODUCT', 'United Kingdom'
+        from range(300) as keys (k)
+        """,
+        [str(last_day)],
+    )
+    cutoff = data.latest_cutoff(recommend_con)
+    popular = recommend_con.execute(
+        "select product_id from mkt.segment_popular_products_at(?, ?) where segment = 'all' order by popularity_rank limit 3",
+        [cutoff, data.POPULARITY_WINDOW_DAYS],
+    ).fetchall()
+
+    buyer = recommend_con.execute("select recommend_products('new-buyer-7', 5)").fetchall()[0][0]
+    stranger = recommend_con.execute("select recommend_products('never-seen', 5)").fetchall()[0][0]
+
+    assert ("NEWPROD-1",) in popular
+    assert "NEWPROD-1" in [item["product_id"] for item in stranger]
+    assert "NEWPROD-1" not in [item["product_id"] for item in buyer]
+    assert len(buyer) == 5

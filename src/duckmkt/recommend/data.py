@@ -8,7 +8,7 @@ TensorFlow, so scoring can use it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import duckdb
@@ -55,6 +55,9 @@ class HistoryRows:
     # 1 + days from the latest purchase to the cutoff, 0 where never bought
     # (the offset keeps a purchase on the cutoff day in the sparse matrix).
     purchase_age: sparse.csr_matrix
+    # Products outside the vocabulary that each customer bought in the
+    # exclusion window; the popular-products fallback must skip them too.
+    recent_outside: dict[str, set[str]] = field(default_factory=dict)
 
     def model_inputs(self, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
         """Return the dense per-customer inputs of the ranker (``history``, ``order_count``, ``days_since_purchase``)."""
@@ -74,6 +77,7 @@ class HistoryRows:
             bought=self.bought[keep],
             order_count=self.order_count[keep],
             purchase_age=self.purchase_age[keep],
+            recent_outside=self.recent_outside,
         )
 
 
@@ -210,6 +214,10 @@ def _to_rows(table: pa.Table, customer_ids: list[str], vocabulary: list[str]) ->
     rows = pc.index_in(table.column("customer_id"), value_set=pa.array(customer_ids, type=pa.string()))
     columns = pc.index_in(table.column("product_id"), value_set=pa.array(vocabulary, type=pa.string()))
     keep = pc.and_(pc.is_valid(rows), pc.is_valid(columns))
+    outside = pc.and_(pc.and_(pc.is_valid(rows), pc.is_null(columns)), table.column("is_recent"))
+    recent_outside: dict[str, set[str]] = {}
+    for row in table.filter(outside).select(["customer_id", "product_id"]).to_pylist():
+        recent_outside.setdefault(row["customer_id"], set()).add(row["product_id"])
     table = table.filter(keep)
     row_index = pc.filter(rows, keep).to_numpy().astype(np.int64)
     column_index = pc.filter(columns, keep).to_numpy().astype(np.int64)
@@ -226,6 +234,7 @@ def _to_rows(table: pa.Table, customer_ids: list[str], vocabulary: list[str]) ->
         bought=matrix(table.column("is_bought").to_numpy(zero_copy_only=False).astype(np.float32)),
         order_count=matrix(table.column("order_count").to_numpy()),
         purchase_age=matrix(table.column("purchase_age").to_numpy()),
+        recent_outside=recent_outside,
     )
 
 

@@ -243,10 +243,9 @@ class Recommender:
                 continue
             segment = segments.get(customer_id, "all")
             candidates = popular.get(segment, [])[: k + FALLBACK_EXTRA_ROWS] + popular.get("all", [])[: k + FALLBACK_EXTRA_ROWS]
-            # TODO: rows.recent covers only vocabulary products, so a product outside the vocabulary that
-            # this customer bought in the exclusion window can still be recommended here.
             recent = rows.recent.indices[rows.recent.indptr[row] : rows.recent.indptr[row + 1]]
-            results[customer_id] = _fallback(candidates, {vocabulary[column] for column in recent}, k)
+            excluded = {vocabulary[column] for column in recent} | rows.recent_outside.get(customer_id, set())
+            results[customer_id] = _fallback(candidates, excluded, k)
         return results
 
     def _score(self, rows: data.HistoryRows, popularity: np.ndarray) -> np.ndarray:
