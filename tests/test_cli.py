@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import subprocess
@@ -114,6 +115,10 @@ def test_train_and_score_with_defaults(runner, tmp_path, small_db_copy):
     assert scored.exit_code == 0, scored.output
     assert "score_customer(f)" in scored.output
     assert n_scores == n_customers
+    listed = invoke(runner, "models", "list", small_db_copy)
+    assert listed.exit_code == 0, listed.output
+    assert "customer model" in listed.output
+    assert "None" not in listed.output
 
 
 def test_train_rejects_bad_date(runner, small_db_copy, tmp_path):
@@ -396,6 +401,7 @@ def test_locked_database_in_chinese(lock_holder):
     assert result.returncode == 1
     assert result.stderr.startswith("错误：")
     assert str(db) in result.stderr
+    assert "。 " not in result.stderr
     assert "Could not set lock" not in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -553,3 +559,100 @@ def test_quality_report_in_chinese(tmp_path, small_db_copy):
     assert "每行" in result.stdout or "读取" in result.stdout
     assert "Order lines read" not in result.stdout
     assert "lines that repeat" not in result.stdout
+
+
+def test_score_summary_shows_edited_rule_labels(runner, small_db_copy, trained_model_dir):
+    relabeled = invoke(runner, "strategy", "set", small_db_copy, "retention", "--label-en", "Keep them", "--label-zh", "留住他们")
+    con = duckdb.connect(str(small_db_copy))
+    # Every customer gets the edited rule, so the summary must show its label.
+    con.execute("update mkt.strategy_rules set priority = -1, condition = 'true' where code = 'retention'")
+    con.close()
+
+    scored = invoke(runner, "score", small_db_copy, "--model", trained_model_dir)
+
+    assert relabeled.exit_code == 0, relabeled.output
+    assert scored.exit_code == 0, scored.output
+    assert re.search(r"^retention\s+Keep them\s", scored.output, re.MULTILINE)
+
+
+def test_warn_far_worse_than_baseline_names_metric(caplog):
+    from duckmkt.pipeline import warn_far_worse_than_baseline
+
+    comparison = [
+        ("purchase_auc", 0.5, 0.75, False),
+        ("spend_mae", 5369.67, 369.30, False),
+        ("spend_rmse", 2049.0, 1843.0, False),
+        ("churn_log_loss", 0.55, 0.60, True),
+    ]
+
+    with caplog.at_level("WARNING"):
+        flagged = warn_far_worse_than_baseline(comparison)
+
+    assert flagged == ["spend_mae"]
+    assert "spend_mae of the model is 14.5 times the baseline's (5,369.67 against 369.30)" in caplog.text
+    assert "more epochs" in caplog.text
+
+
+def test_load_unknown_preset_suggests_closest(runner, tmp_path, small_orders_csv):
+    result = invoke(runner, "load", tmp_path / "cli.duckdb", small_orders_csv, "--preset", "online_retial")
+
+    assert result.exit_code == 1
+    assert "did you mean online_retail?" in result.output
+
+
+def test_load_folder_is_named_as_folder(runner, tmp_path):
+    result = invoke(runner, "load", tmp_path / "cli.duckdb", tmp_path)
+
+    assert result.exit_code == 1
+    assert f"{tmp_path} is a folder" in result.output
+    assert not (tmp_path / "cli.duckdb").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "sign", "expected"),
+    [(7192808.0, False, "7,192,808.00"), (12280000.5, True, "+12,280,000.50"), (0.1234567, False, "0.1235"), (-0.5, True, "-0.5")],
+)
+def test_explain_numbers_without_scientific_notation(value, sign, expected):
+    from duckmkt.insight import _plain_number
+
+    assert _plain_number(value, sign=sign) == expected
+
+
+def test_every_feature_unit_has_chinese_label():
+    from duckmkt.features import FEATURES
+    from duckmkt.i18n import _
+    from duckmkt.model_quality import UNIT_LABELS
+
+    activate_language("zh")
+    try:
+        chinese = {unit: _(UNIT_LABELS[unit]) for unit in {feature.unit for feature in FEATURES}}
+    finally:
+        activate_language("en")
+
+    for unit, label in chinese.items():
+        assert label != unit, unit
+
+
+def test_load_wrong_delimiter_names_the_right_one(runner, tmp_path, small_orders_csv):
+    lines = small_orders_csv.read_text(encoding="utf-8").splitlines()[:50]
+    semicolons = tmp_path / "semicolon.csv"
+    semicolons.write_text("\n".join(line.replace(",", ";") for line in lines) + "\n", encoding="utf-8")
+
+    result = invoke(runner, "load", tmp_path / "cli.duckdb", semicolons, "--delimiter", ",")
+
+    assert result.exit_code == 1
+    assert "read as one column, which contains ';'" in result.output
+    assert "--delimiter ';'" in result.output
+
+
+def test_load_missing_column_names_closest_preset(runner, tmp_path, small_orders_csv):
+    rows = list(csv.reader(small_orders_csv.read_text(encoding="utf-8").splitlines()[:50]))
+    dropped = rows[0].index("CustomerID")
+    source = tmp_path / "no_customer.csv"
+    with source.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([row[:dropped] + row[dropped + 1:] for row in rows])
+
+    result = invoke(runner, "load", tmp_path / "cli.duckdb", source)
+
+    assert result.exit_code == 1
+    assert "the closest, online_retail, also needs CustomerID" in result.output

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from duckmkt.database import connect_database
@@ -64,6 +64,9 @@ def assert_accounted(con, outcome) -> None:
 
 @BOUNDED
 @given(data=st.binary(max_size=2000))
+# A lone quote once ended in StopIteration instead of an InputFileError.
+@example(data=b'"')
+@example(data=b'\n"\n')
 def test_load_file_random_bytes(data):
     con, outcome = load_bytes(data)
     assert_accounted(con, outcome)
@@ -276,3 +279,10 @@ def test_load_file_bad_value_rejected_not_changed(field, text, reason):
     [(stored_reason, column)] = con.execute("select reason, column_name from raw.rejected_rows").fetchall()
     assert stored_reason == reason
     assert column == field
+
+
+def test_load_file_lone_quote_names_the_file():
+    _con, outcome = load_bytes(b'"', name="quote.csv")
+
+    assert isinstance(outcome, DuckmktError)
+    assert "quote.csv has no header line" in str(outcome)

@@ -225,3 +225,25 @@ def test_target_command_stale_strategies_error(scored_db, language, expected):
     assert result.output.strip().startswith(expected)
     assert "duckmkt score DB" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_target_command_warns_about_action_without_effects(scored_db, trained_model_dir, caplog):
+    con = duckdb.connect(str(scored_db))
+    # A new action, and every customer under it, so its customers are scored with it.
+    set_rule(con, "retention", condition="true", action="vip_call")
+    con.execute("update mkt.strategy_rules set priority = -1 where code = 'retention'")
+    register(con, trained_model_dir)
+    write_customer_scores(con)
+    n_scored = con.execute("select count(*) from mkt.customer_scores where strategy = 'retention'").fetchall()[0][0]
+    con.close()
+    activate_language("en")
+    app = typer.Typer()
+    actions.register(app)
+
+    with caplog.at_level("WARNING"):
+        result = CliRunner().invoke(app, ["target", str(scored_db), "--budget", "100", "--cost-per-contact", "2"])
+
+    assert result.exit_code == 0, result.output
+    assert n_scored > 0
+    assert f"Strategy retention names the action vip_call, which has no row in mkt.action_effects, so its {n_scored:,} customers" in caplog.text
+    assert "insert into mkt.action_effects values ('vip_call'" in caplog.text

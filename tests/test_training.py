@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -84,6 +85,16 @@ def test_resolve_window_cutoff_outside_data(small_con, settings, message):
 
     given_cutoff = next(iter(settings.values()))
     assert given_cutoff in str(raised.value)
+
+
+def test_resolve_window_short_history_names_shorter_horizons(small_con):
+    # The small subset covers about a year, so a churn horizon of 200 days leaves no room for two label windows.
+    with pytest.raises(DataError, match="but training needs more than twice the churn horizon of 200 days") as raised:
+        resolve_window(small_con, horizon_days=60, churn_horizon_days=200)
+
+    churn = int(re.search(r"--churn-horizon-days (\d+)", str(raised.value)).group(1))
+    window = resolve_window(small_con, horizon_days=min(60, churn), churn_horizon_days=churn)
+    assert window.train_cutoff > window.first_sale_day
 
 
 @pytest.mark.parametrize(

@@ -179,6 +179,21 @@ def train_recommender_command(
 # --- targeting ----------------------------------------------------------------
 
 
+def actions_without_effects(con) -> list[tuple[str, str, int]]:
+    """Return (strategy, action, scored customers) for each scored strategy whose action mkt.action_effects lacks."""
+    return con.execute(
+        """
+        select rules.code, rules.action, count(*)
+        from mkt.customer_scores as scores
+        join mkt.strategy_rules as rules on rules.code = scores.strategy
+        where rules.action is not null
+            and rules.action not in (select action from mkt.action_effects)
+        group by rules.code, rules.action
+        order by rules.code
+        """
+    ).fetchall()
+
+
 def target_command(db: Path, *, budget: float, cost_per_contact: float, margin: float, limit: int = 20):
     """Pick customers and actions for ``budget`` and print the plan."""
     from duckmkt.targeting import target_customers
@@ -186,9 +201,15 @@ def target_command(db: Path, *, budget: float, cost_per_contact: float, margin: 
     con = connect_database(db, create=False)
     try:
         plan = target_customers(con, budget=budget, cost_per_contact=cost_per_contact, margin=margin)
+        unvalued = actions_without_effects(con)
     finally:
         con.close()
 
+    for code, action, n_customers in unvalued:
+        logger.warning(
+            _("Strategy %s names the action %s, which has no row in mkt.action_effects, so its %s customers are valued only with the other actions. Add the action's lift with SQL, for example: insert into mkt.action_effects values ('%s', 0.05, 0.02, 1.0, 'why this action works')"),
+            code, action, f"{n_customers:,}", action,
+        )
     echo(_("SQL: select * from mkt.target_customers({budget}, {cost}, {margin})").format(budget=budget, cost=cost_per_contact, margin=margin))
     rows = [
         (order, customer_id, strategy_code, action, _(REASON_DESCRIPTIONS.get(reason, reason)), spend, incremental, cost, net)

@@ -10,7 +10,7 @@ import duckdb
 
 from duckmkt import sql_views
 from duckmkt.errors import DuckmktError
-from duckmkt.i18n import _
+from duckmkt.i18n import _, get_language
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ def locked_database_error(
         ).format(path=path)
     holder = _LOCK_HOLDER_PID.search(str(error))
     if holder is not None:
-        message += " " + _("The lock is held by process {pid}.").format(pid=holder.group(1))
+        # Chinese sentences follow each other without a space.
+        separator = "" if get_language() == "zh" else " "
+        message += separator + _("The lock is held by process {pid}.").format(pid=holder.group(1))
     if hint is not None:
         message += " " + hint
     return DatabaseLockedError(message)

@@ -106,6 +106,14 @@ def _known_customer(con, customer: str) -> str:
     return normalized
 
 
+def _plain_number(value: float, *, sign: bool = False) -> str:
+    """Return ``value`` without scientific notation: 4 significant digits below 10, else grouped with 2 decimals."""
+    plus = "+" if sign else ""
+    if abs(value) < 10:
+        return f"{value:{plus}.4g}"
+    return f"{value:{plus},.2f}"
+
+
 def print_customer_explanation(con, customer: str, top_k: int) -> None:
     rows = con.execute(EXPLAIN_QUERY, {"customer_id": str(customer), "top_k": top_k}).fetchall()
     if not rows:
@@ -120,8 +128,11 @@ def print_customer_explanation(con, customer: str, top_k: int) -> None:
             continue
         echo()
         echo(
-            _("{head}: prediction {prediction:.4g}, baseline {baseline:.4g}, other features {other:+.4g}").format(
-                head=head, prediction=detail["prediction"], baseline=detail["baseline"], other=detail["other_contribution"]
+            _("{head}: prediction {prediction}, baseline {baseline}, other features {other}").format(
+                head=head,
+                prediction=_plain_number(detail["prediction"]),
+                baseline=_plain_number(detail["baseline"]),
+                other=_plain_number(detail["other_contribution"], sign=True),
             )
         )
         table = [(item["feature"], item["value"], item["contribution"], item["reason"]) for item in detail["top_features"]]

@@ -15,7 +15,7 @@ import typer
 
 from duckmkt import registry
 from duckmkt.database import connect_database
-from duckmkt.i18n import _
+from duckmkt.i18n import N_, _
 from duckmkt.tables import format_table
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def models_list_command(db: Path, *, name: str | None = None) -> list[tuple]:
             _kind_label(kind),
             status,
             ", ".join(str(c) for c in cutoffs or []),
-            str(validation_cutoff),
+            "" if validation_cutoff is None else str(validation_cutoff),
         )
         for model, version, created_at, kind, status, cutoffs, validation_cutoff in rows
     ]
@@ -67,11 +67,33 @@ def models_list_command(db: Path, *, name: str | None = None) -> list[tuple]:
     return rows
 
 
+# The units of the feature catalog, marked for translation; the formulas stay
+# as they are because they are SQL.
+UNIT_LABELS = {
+    "contacts": N_("contacts"),
+    "currency": N_("currency"),
+    "currency per item": N_("currency per item"),
+    "days": N_("days"),
+    "events": N_("events"),
+    "items": N_("items"),
+    "orders": N_("orders"),
+    "orders per 30 days": N_("orders per 30 days"),
+    "products": N_("products"),
+    "sessions": N_("sessions"),
+    "share": N_("share"),
+    "years": N_("years"),
+}
+
+KIND_LABELS = {
+    "customer": N_("customer model"),
+    "response": N_("response model"),
+    RECOMMENDER_KIND: N_("product recommender"),
+}
+
+
 def _kind_label(kind: str) -> str:
-    """Return the kind column of ``models list``: a translated label for a recommender, else the kind code."""
-    if kind == RECOMMENDER_KIND:
-        return _("product recommender")
-    return kind
+    """Return the kind column of ``models list``: the kind's label in the active language, or its code when unknown."""
+    return _(KIND_LABELS[kind]) if kind in KIND_LABELS else kind
 
 
 def models_show_command(db: Path, version: str, *, name: str = "customer") -> dict:
@@ -186,7 +208,7 @@ def features_command(db: Path) -> list[tuple]:
     finally:
         con.close()
     by_name = {feature.name: feature for feature in features.FEATURES}
-    table = [(name, unit, source, formula, by_name[name].localized_description()) for name, unit, source, formula in rows]
+    table = [(name, _(UNIT_LABELS.get(unit, unit)), source, formula, by_name[name].localized_description()) for name, unit, source, formula in rows]
     echo(format_table([_("feature"), _("unit"), _("source table"), _("formula"), _("description")], table))
     return rows
 

@@ -74,6 +74,8 @@ def load_command(
         options["id_key"] = read_id_key(id_key_file)
     # Checked before the database is opened, so a mistyped file name or
     # option leaves no empty database behind.
+    if Path(file).is_dir():
+        raise InputFileError(_("{path} is a folder; give the path of a file in it.").format(path=file))
     if not Path(file).is_file():
         raise InputFileError(_("Input file {path} not found.").format(path=file))
     check_load_options(date_format=date_format, delimiter=delimiter)
@@ -291,9 +293,29 @@ def print_training_result(result, seconds: float) -> None:
     ]
     echo(format_table([_("metric"), _("model"), _("baseline"), _("model better")], rows))
     echo(_("Baselines: logistic regression on RFM for purchase and churn; spend in the previous window of the same length for spend."))
+    warn_far_worse_than_baseline(result.comparison())
     echo(_("ONNX Runtime matches Keras within {difference:.2g}.").format(difference=result.parity_max_abs_diff))
     echo()
     echo(_("Model saved to {path} in {seconds:.0f} s.").format(path=result.model_dir, seconds=seconds))
+
+
+# An error metric this many times the baseline's means the head has not
+# learned: a model stopped after a few epochs can predict spend in the millions.
+FAR_WORSE_RATIO = 3.0
+ERROR_METRICS = ("purchase_log_loss", "spend_mae", "spend_rmse", "churn_log_loss", "purchases_mae")
+
+
+def warn_far_worse_than_baseline(comparison: list[tuple[str, float, float, bool]]) -> list[str]:
+    """Warn about each error metric at least FAR_WORSE_RATIO times the baseline's; return those metrics."""
+    far_worse = []
+    for metric, model_value, baseline_value, _better in comparison:
+        if metric in ERROR_METRICS and baseline_value > 0 and model_value >= FAR_WORSE_RATIO * baseline_value:
+            far_worse.append(metric)
+            logger.warning(
+                _("%s of the model is %s times the baseline's (%s against %s), so its predictions are not usable; train again with more epochs (the default is 200, with early stopping) before scoring with this model."),
+                metric, f"{model_value / baseline_value:,.1f}", f"{model_value:,.2f}", f"{baseline_value:,.2f}",
+            )
+    return far_worse
 
 
 def score_command(
@@ -348,11 +370,20 @@ def print_score_sample(con, limit: int) -> None:
 
 
 def print_strategy_summary(rows: list[tuple]) -> None:
+    from duckmkt.i18n import get_language
     from duckmkt.strategy import STRATEGIES
 
+    def label(code: str, label_en: str | None, label_zh: str | None) -> str:
+        # The labels analysts set in mkt.strategy_rules come first; the
+        # built-in ones cover codes without a rule, such as 'unassigned'.
+        chosen = label_zh if get_language() == "zh" else label_en
+        if chosen:
+            return chosen
+        return STRATEGIES[code].localized_label() if code in STRATEGIES else code
+
     table = [
-        (code, STRATEGIES[code].localized_label() if code in STRATEGIES else code, n, prob, spend, churn)
-        for code, n, prob, spend, churn in rows
+        (code, label(code, label_en, label_zh), n, prob, spend, churn)
+        for code, label_en, label_zh, n, prob, spend, churn in rows
     ]
     echo(_("Customers per strategy:"))
     echo(

@@ -191,14 +191,14 @@ def current_rules_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def strategy_summary(con: duckdb.DuckDBPyConnection) -> list[tuple]:
-    """Return (strategy, customers, mean purchase_prob, total expected_spend, mean churn_risk) rows.
+    """Return (strategy, English label, Chinese label, customers, mean purchase_prob, total expected_spend, mean churn_risk) rows.
 
-    Reads the view ``mkt.strategy_summary``, which also carries each rule's
-    labels, channel and action.
+    Reads the view ``mkt.strategy_summary``. The labels are those of the rule
+    in ``mkt.strategy_rules``, NULL for a code that no rule has.
     """
     return con.execute(
         """
-        select strategy, n_customers, avg_purchase_prob, total_expected_spend, avg_churn_risk
+        select strategy, label_en, label_zh, n_customers, avg_purchase_prob, total_expected_spend, avg_churn_risk
         from mkt.strategy_summary
         """
     ).fetchall()

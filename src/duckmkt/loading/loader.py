@@ -243,6 +243,38 @@ def _matching_presets(columns: list[str]) -> list[tuple[str, list[str]]]:
     return matches
 
 
+# Delimiters a header read as one column may hide, in the order they are suggested.
+_OTHER_DELIMITERS = (";", ",", "\t", "|")
+
+
+def _raise_for_near_match(path: Path, columns: list[str]) -> None:
+    """Raise a MappingError with the likely fix when the header almost matches: a wrong delimiter or a preset short of a few columns."""
+    if len(columns) == 1:
+        found = next((mark for mark in _OTHER_DELIMITERS if mark in columns[0]), None)
+        if found is not None:
+            delimiter_text = "\\t" if found == "\t" else found
+            raise MappingError(
+                _("The header of {file} was read as one column, which contains '{delimiter}', so the file seems to use that delimiter; leave out --delimiter to detect it, or pass --delimiter '{delimiter}'.").format(
+                    file=path.name, delimiter=delimiter_text
+                )
+            )
+    present = set(columns)
+    closest = None
+    for preset in preset_names():
+        for part in read_mappings(preset=preset):
+            expected_columns = list(dict.fromkeys(part.source_columns))
+            missing = [column for column in expected_columns if column not in present]
+            # Half of a part's columns or more must be there to call it close.
+            if missing and len(missing) * 2 <= len(expected_columns) and (closest is None or len(missing) < len(closest[1])):
+                closest = (preset, missing)
+    if closest is not None:
+        raise MappingError(
+            _("No preset matches the columns of {file}; the closest, {preset}, also needs {missing}. The file's columns are: {columns}. Add the missing columns to the export, or give --mapping FILE.").format(
+                file=path.name, preset=closest[0], missing=", ".join(closest[1]), columns=", ".join(columns)
+            )
+        )
+
+
 def guess_mappings(
     path: str | Path, kind: str | None = "orders", *, encoding: str | None = None, delimiter: str | None = None
 ) -> list[Mapping]:
@@ -266,6 +298,7 @@ def guess_mappings(
                     file=path.name, preset=suggested[0][0], kinds=", ".join(suggested[0][1])
                 )
             )
+        _raise_for_near_match(path, columns)
         raise MappingError(
             _("No preset matches the columns of {file} ({columns}); give --mapping FILE or --preset NAME.").format(
                 file=path.name, columns=", ".join(columns)

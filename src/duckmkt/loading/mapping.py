@@ -115,6 +115,15 @@ def preset_names() -> list[str]:
 def _read_document(path: str | Path | None, preset: str | None) -> tuple[str, dict]:
     if preset is not None:
         if preset not in preset_names():
+            from duckmkt.suggestions import closest_name
+
+            suggestion = closest_name(preset, preset_names())
+            if suggestion is not None:
+                raise MappingError(
+                    _("Unknown preset {preset!r}; did you mean {suggestion}? The presets are: {presets}.").format(
+                        preset=preset, suggestion=suggestion, presets=", ".join(preset_names())
+                    )
+                )
             raise MappingError(
                 _("Unknown preset {preset!r}; the presets are: {presets}.").format(
                     preset=preset, presets=", ".join(preset_names())

@@ -182,7 +182,16 @@ def read_delimited(text: str, file_name: str, delimiter: str | None = None) -> S
     else:
         records = _csv_records(text, delimiter, file_name)
 
-    _header_line, header, _reason = next(iter_records := iter(records))
+    iter_records = iter(records)
+    first_record = next(iter_records, None)
+    if first_record is None:
+        # Text such as a lone quote: not blank, yet no record has a field.
+        raise InputFileError(
+            _("{file} has no header line: no line holds a column name once quotes are read. Check that the file is a complete CSV export.").format(
+                file=file_name
+            )
+        )
+    _header_line, header, _reason = first_record
     columns = _unique_names(header)
     rows: list[list[str]] = []
     row_lines: list[int] = []

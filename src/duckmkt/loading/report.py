@@ -62,16 +62,16 @@ class LoadReport:
         lines = [
             _("{file} ({kind}, mapping {mapping}): {read} rows read, {loaded} loaded, {rejected} rejected, "
               "{already} already loaded, {merged} merged.").format(
-                file=self.source_file, kind=self.kind, mapping=self.mapping, read=self.n_rows_read,
-                loaded=self.n_rows_loaded, rejected=self.n_rows_rejected, already=self.n_rows_already_loaded,
-                merged=self.n_rows_merged,
+                file=self.source_file, kind=self.kind, mapping=self.mapping, read=f"{self.n_rows_read:,}",
+                loaded=f"{self.n_rows_loaded:,}", rejected=f"{self.n_rows_rejected:,}",
+                already=f"{self.n_rows_already_loaded:,}", merged=f"{self.n_rows_merged:,}",
             )
         ]
         if self.replaced_load_ids:
             lines.append(
                 _("Replaced the earlier load {load_ids} of this file: deleted {rows} rows and {rejected} rejected rows.").format(
-                    load_ids=", ".join(self.replaced_load_ids), rows=self.n_rows_replaced,
-                    rejected=self.n_rejected_rows_replaced,
+                    load_ids=", ".join(self.replaced_load_ids), rows=f"{self.n_rows_replaced:,}",
+                    rejected=f"{self.n_rejected_rows_replaced:,}",
                 )
             )
         if self.encoding:

@@ -294,6 +294,28 @@ def check_window(window: TrainingWindow) -> None:
     horizon = timedelta(days=window.churn_horizon_days)
     latest_cutoff = window.last_sale_day + timedelta(days=1) - horizon
 
+    # Any valid window needs history before the training cutoff and two
+    # label windows after it, so a short history fails here with the fix,
+    # before a cutoff check suggests a date that another check rejects.
+    span_days = (window.last_sale_day + timedelta(days=1) - window.first_sale_day).days
+    if span_days <= 2 * window.churn_horizon_days:
+        shorter = (span_days - 1) // 3
+        fix = (
+            _("load a longer history, or pass shorter horizons, for example --churn-horizon-days {churn} --horizon-days {horizon}").format(
+                churn=shorter, horizon=min(window.horizon_days, shorter)
+            )
+            if shorter >= 1
+            else _("load a longer history")
+        )
+        raise DataError(
+            _(
+                "The sales cover {span} days ({first} to {last}), but training needs more than twice the churn horizon "
+                "of {days} days: history before the training cutoff, then the training labels and the validation labels; {fix}."
+            ).format(
+                span=span_days, first=window.first_sale_day, last=window.last_sale_day, days=window.churn_horizon_days, fix=fix
+            )
+        )
+
     for setting, cutoff in (("train_cutoff", window.train_cutoff), ("validation_cutoff", window.validation_cutoff)):
         if cutoff <= window.first_sale_day:
             raise DataError(
