@@ -136,6 +136,48 @@ def test_score_without_model(runner, small_db_copy, tmp_path):
     assert "duckmkt train" in result.output
 
 
+@pytest.fixture
+def recorded_db(small_db_copy, trained_model_dir):
+    """The small database with the trained model recorded in mkt.models, as 'duckmkt train' leaves it."""
+    from duckmkt.registry import record_model
+
+    con = connect_database(small_db_copy)
+    record_model(con, trained_model_dir)
+    con.close()
+    return small_db_copy
+
+
+@pytest.mark.parametrize(
+    ("language", "used", "note"),
+    [
+        ("en", "Scoring with model customer version {version} from {folder}.", "{models_dir} has no version {version} of model customer"),
+        ("zh", "使用 {folder} 中的模型 customer 版本 {version} 打分。", "{models_dir} 中没有模型 customer 的版本 {version}"),
+    ],
+)
+def test_score_mistyped_models_dir_names_folder(recorded_db, trained_model_dir, tmp_path, language, used, note):
+    # The model is found through mkt.models, so the typo must show in the output.
+    missing = tmp_path / "no_such_folder"
+    version = trained_model_dir.name
+    activate_language(language)
+    try:
+        result = CliRunner().invoke(build_app(), ["score", str(recorded_db), "--models-dir", str(missing)])
+    finally:
+        activate_language("en")
+
+    assert result.exit_code == 0, result.output
+    assert used.format(version=version, folder=trained_model_dir.resolve()) in result.output
+    assert note.format(models_dir=missing, version=version) in result.output
+
+
+def test_score_models_dir_folder_without_note(runner, recorded_db, trained_model_dir):
+    models_dir = trained_model_dir.parent.parent
+    result = invoke(runner, "score", recorded_db, "--models-dir", models_dir)
+
+    assert result.exit_code == 0, result.output
+    assert f"from {trained_model_dir.absolute()}." in result.output
+    assert "has no version" not in result.output
+
+
 def test_help_in_chinese_from_locale():
     result = run_process("--help", lang="zh_CN.UTF-8")
 

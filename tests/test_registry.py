@@ -287,3 +287,23 @@ def test_promote_and_rollback_recompile_sql(two_versions, small_db_copy):
 
     assert after_promote == second
     assert after_rollback == first
+
+
+@pytest.mark.train
+def test_models_show_lists_and_missing_values(two_versions, small_db_copy, capsys):
+    from duckmkt.model_quality import models_show_command
+
+    con, _models_dir, (first, _second) = two_versions
+    con.execute(
+        "update mkt.models set train_cutoffs = ['2011-01-01', '2011-03-02'], horizon_days = null where version = ?", [first]
+    )
+    con.close()
+    capsys.readouterr()
+
+    models_show_command(small_db_copy, first)
+    lines = capsys.readouterr().out.splitlines()
+
+    assert any(re.fullmatch(r"train_cutoffs\s+2011-01-01, 2011-03-02\s*", line) for line in lines), lines
+    assert any(re.fullmatch(r"horizon_days\s*", line) for line in lines), lines
+    assert not any("[" in line for line in lines)
+    assert not any("None" in line for line in lines)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from duckmkt import i18n, strategy
-from duckmkt.errors import StrategyRuleError
+from duckmkt.errors import IncompleteRuleError, StrategyRuleError
 from duckmkt.scores import write_customer_scores
 
 SCORED_WITH_MACRO = """
@@ -243,8 +243,12 @@ def test_delete_rule_mistyped_code_suggested(rules_con):
 
 
 def test_set_rule_new_rule_needs_columns(rules_con):
-    with pytest.raises(StrategyRuleError, match="priority"):
+    with pytest.raises(IncompleteRuleError) as raised:
         strategy.set_rule(rules_con, "win_back", condition="true")
+
+    # The Python API names the columns of mkt.strategy_rules.
+    assert "a new rule needs priority, label_en, channel, action." in str(raised.value)
+    assert raised.value.missing == ["priority", "label_en", "channel", "action"]
 
 
 def test_reset_rules_restores_defaults(rules_con):
@@ -292,6 +296,20 @@ def strategy_app():
     app = typer.Typer()
     actions.register(app)
     return app
+
+
+def invoke_in_language(language: str, args: list[str]):
+    """Run a strategy command with the CLI in ``language``, then switch back to English."""
+    from typer.testing import CliRunner
+
+    from duckmkt.cli import activate_language
+
+    app = strategy_app()
+    activate_language(language)
+    try:
+        return CliRunner().invoke(app, args)
+    finally:
+        activate_language("en")
 
 
 def test_strategy_commands_show_set_reset(rules_con, small_db_copy):
@@ -349,5 +367,103 @@ def test_strategy_set_hostile_condition_is_one_error_line(rules_con, small_db_co
     )
 
     assert result.exit_code == 1
-    assert result.output.strip().startswith("Error: Strategy rule retention: subquery is not allowed")
+    assert result.output.strip().startswith("Error: Strategy rule retention: a subquery is not allowed")
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "Error: Strategy rule retension does not exist; did you mean retention? A new rule needs --priority, --label-en, --channel, --action."),
+        ("zh", "错误：策略规则 retension 不存在；是否应为 retention？新规则需要提供 --priority, --label-en, --channel, --action。"),
+    ],
+)
+def test_strategy_set_new_rule_names_options(rules_con, small_db_copy, language, expected):
+    rules_con.close()
+    result = invoke_in_language(language, ["strategy", "set", str(small_db_copy), "retension", "--condition", "true"])
+
+    assert result.exit_code == 1
+    assert result.output.strip() == expected
+
+
+@pytest.mark.parametrize(
+    ("condition", "suggestion"),
+    [
+        ("churn_risk >== churn_risk_high", ">="),
+        ("recency_days =< 90", "<="),
+        ("recency_days => 90", ">="),
+        ("recency_days !== 90", "!="),
+        ("recency_days === 90", "="),
+    ],
+)
+def test_strategy_condition_invalid_operator_suggested(rules_con, condition, suggestion):
+    before = strategy.read_rules(rules_con)
+
+    with pytest.raises(StrategyRuleError) as raised:
+        strategy.set_rule(rules_con, "retention", condition=condition)
+    operator = condition.split()[1]
+    assert f"invalid operator {operator}; did you mean {suggestion}?" in str(raised.value)
+    assert "function" not in str(raised.value)
+    assert strategy.read_rules(rules_con) == before
+
+
+def test_strategy_condition_invalid_operator_without_match(rules_con):
+    with pytest.raises(StrategyRuleError) as raised:
+        strategy.set_rule(rules_con, "retention", condition="recency_days >=< 90")
+
+    assert "invalid operator >=<; compare with =, <>, <, <=, > or >=" in str(raised.value)
+    assert "did you mean" not in str(raised.value)
+
+
+def test_strategy_condition_duckdb_operator_not_allowed(rules_con):
+    # ^ is DuckDB's power operator: valid SQL, but not on the allow-list.
+    with pytest.raises(StrategyRuleError) as raised:
+        strategy.set_rule(rules_con, "retention", condition="recency_days ^ 2 > 90")
+
+    assert "operator ^ is not allowed in a condition" in str(raised.value)
+    assert "invalid operator" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "Error: Strategy rule retention: invalid operator >==; did you mean >=? Compare with"),
+        ("zh", "错误：策略规则 retention：运算符 >== 无效；是否应为 >=？比较请用"),
+    ],
+)
+def test_strategy_set_invalid_operator_in_language(rules_con, small_db_copy, language, expected):
+    rules_con.close()
+    result = invoke_in_language(
+        language, ["strategy", "set", str(small_db_copy), "retention", "--condition", "churn_risk >== churn_risk_high"]
+    )
+
+    assert result.exit_code == 1
+    assert result.output.strip().startswith(expected)
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("condition", "english", "chinese"),
+    [
+        ("(select 1) = 1", "a subquery", "子查询"),
+        ("recency_days > $1", "a parameter ($1 or ?)", "参数（$1 或 ?）"),
+        ("sum(recency_days) over () > 1", "a window function (OVER)", "窗口函数（OVER）"),
+        ("recency_days[1] > 1", "a subscript [i]", "下标 [i]"),
+        ("try(recency_days) > 1", "TRY()", "TRY()"),
+    ],
+)
+def test_strategy_rejected_construct_named_in_chinese(rules_con, condition, english, chinese):
+    previous = i18n.get_language()
+    try:
+        i18n.set_language("en")
+        with pytest.raises(StrategyRuleError) as in_english:
+            strategy.set_rule(rules_con, "retention", condition=condition)
+        i18n.set_language("zh")
+        with pytest.raises(StrategyRuleError) as in_chinese:
+            strategy.set_rule(rules_con, "retention", condition=condition)
+    finally:
+        i18n.set_language(previous)
+
+    assert f"Strategy rule retention: {english} is not allowed in a condition" in str(in_english.value)
+    assert f"条件中不允许使用 {chinese}；" in str(in_chinese.value)
+    assert "subquery" not in str(in_chinese.value)

@@ -14,7 +14,7 @@ import typer
 
 from duckmkt import strategy
 from duckmkt.database import connect_database
-from duckmkt.errors import DuckmktError
+from duckmkt.errors import DuckmktError, IncompleteRuleError, StrategyRuleError
 from duckmkt.i18n import N_, _
 from duckmkt.registry import record_model
 from duckmkt.tables import format_table
@@ -72,10 +72,18 @@ def _compile_after_edit(con) -> None:
 
 
 def strategy_set_command(db: Path, code: str, **changes) -> strategy.StrategyRule:
-    """Update or add the rule ``code`` in ``db``, recompile the macro and print the rules."""
+    """Update or add the rule ``code`` in ``db``, recompile the macro and print the rules.
+
+    An incomplete new rule is reported with the options of ``duckmkt
+    strategy set`` rather than the column names ``set_rule`` uses.
+    """
     con = connect_database(db, create=False)
     try:
-        rule = strategy.set_rule(con, code, **changes)
+        try:
+            rule = strategy.set_rule(con, code, **changes)
+        except IncompleteRuleError as error:
+            options = ["--" + column.replace("_", "-") for column in error.missing]
+            raise StrategyRuleError(strategy.incomplete_rule_message(error.code, options, error.suggestion)) from error
         _compile_after_edit(con)
         print_rules(strategy.read_rules(con))
     finally:

@@ -35,3 +35,18 @@ class ExportError(DuckmktError):
 
 class StrategyRuleError(DuckmktError):
     """A strategy rule is invalid: an unsafe or unparsable condition, a duplicate code or priority."""
+
+
+class IncompleteRuleError(StrategyRuleError):
+    """A new strategy rule is missing required values.
+
+    ``code`` is the rule, ``missing`` the column names without a value and
+    ``suggestion`` an existing rule code close to ``code``, or None. The CLI
+    uses them to name its options instead of the columns.
+    """
+
+    def __init__(self, message: str, code: str, missing: list[str], suggestion: str | None):
+        super().__init__(message)
+        self.code = code
+        self.missing = missing
+        self.suggestion = suggestion

@@ -104,10 +104,26 @@ def models_show_command(db: Path, version: str, *, name: str = "customer") -> di
     finally:
         con.close()
     metrics = json.loads(row.pop("metrics") or "{}")
-    echo(format_table([_("field"), _("value")], [(key, str(value)) for key, value in row.items()]))
+    echo(format_table([_("field"), _("value")], [(key, _field_text(value)) for key, value in row.items()]))
     echo()
-    echo(format_table([_("metric"), _("value")], sorted(metrics.items())))
+    echo(format_table([_("metric"), _("value")], [(key, _metric_value(value)) for key, value in sorted(metrics.items())]))
     return {**row, "metrics": metrics}
+
+
+def _field_text(value: object) -> str:
+    """Return a ``mkt.models`` value as text: a list as comma-separated items, a missing value as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_field_text(item) for item in value)
+    return str(value)
+
+
+def _metric_value(value: object) -> object:
+    """Return a metric as ``format_table`` shows it: numbers and missing values unchanged, anything else as text."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return _field_text(value)
 
 
 def models_promote_command(db: Path, version: str, *, name: str = "customer", models_dir: Path = Path("models")) -> dict:

@@ -338,7 +338,7 @@ def score_command(
     con = connect_database(db, create=False)
     try:
         scorer = register(con, model, models_dir=models_dir, name=name)
-        echo(_("Scoring with model {name} version {version}.").format(name=scorer.metadata.get("name"), version=scorer.version))
+        _print_model_folder(scorer, model, models_dir, name)
         run = materialize_scores(con, model_version=scorer.version, changed=changed)
         print_score_sample(con, limit)
         print_strategy_summary(strategy_summary(con))
@@ -353,6 +353,27 @@ def score_command(
     else:
         echo(_("{count:,} customers scored into mkt.customer_scores.").format(count=run.n_scored))
     return run.n_scored
+
+
+def _print_model_folder(scorer, model: str | None, models_dir: Path, name: str) -> None:
+    """Print the model version and folder used, and a note when the folder is not under ``models_dir``.
+
+    ``resolve_model_dir`` falls back to the folder recorded in ``mkt.models``,
+    so without this line a mistyped ``--models-dir`` would go unnoticed.
+    """
+    folder = scorer.model_dir.absolute()
+    echo(
+        _("Scoring with model {name} version {version} from {folder}.").format(
+            name=scorer.metadata.get("name"), version=scorer.version, folder=folder
+        )
+    )
+    given_folder = model is not None and Path(model).is_dir()
+    if not given_folder and folder.parent.resolve() != (Path(models_dir) / name).resolve():
+        echo(
+            _("{models_dir} has no version {version} of model {name}, so the folder recorded in mkt.models is used.").format(
+                models_dir=models_dir, version=scorer.version, name=name
+            )
+        )
 
 
 def print_score_sample(con, limit: int) -> None:

@@ -64,8 +64,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from duckmkt import rule_arrays
-from duckmkt.errors import StrategyRuleError
+from duckmkt import rule_arrays, rule_constructs
+from duckmkt.errors import IncompleteRuleError, StrategyRuleError
 from duckmkt.features import FEATURE_NAMES
 from duckmkt.i18n import N_, _, get_language
 from duckmkt.suggestions import closest_name
@@ -297,9 +297,9 @@ def _check_node(node: dict, code: str, names: Mapping[str, str], parent_class: s
 
 def _check_expression(node: dict, kind: str, code: str, names: Mapping[str, str], parent_class: str | None) -> None:
     if kind not in _ALLOWED_CLASSES or (kind == "TYPE" and parent_class != "CAST"):
-        raise _unsafe(code, kind.lower())
+        raise _unsafe(code, rule_constructs.construct_label(kind))
     if kind == "OPERATOR" and node.get("type") not in _ALLOWED_OPERATORS:
-        raise _unsafe(code, str(node.get("type")).lower())
+        raise _unsafe(code, rule_constructs.construct_label(str(node.get("type"))))
     if kind == "FUNCTION":
         function_name = str(node.get("function_name", "")).lower()
         if (
@@ -310,7 +310,13 @@ def _check_expression(node: dict, kind: str, code: str, names: Mapping[str, str]
             or node.get("distinct")
             or node.get("order_bys", {}).get("orders")
         ):
-            raise _unsafe(code, _("function {name}").format(name=function_name))
+            if not rule_constructs.is_operator_symbol(function_name):
+                raise _unsafe(code, _("function {name}").format(name=function_name))
+            if not _is_duckdb_function(function_name):
+                # DuckDB's parser accepts any run of operator characters, such
+                # as >==, and only binding would find that no such operator exists.
+                raise _invalid_operator(code, function_name)
+            raise _unsafe(code, _("operator {name}").format(name=function_name))
     if kind == "TYPE" and str(node.get("type_name", "")).upper() not in _ALLOWED_CAST_TYPES:
         raise _unsafe(code, _("cast to {type}").format(type=node.get("type_name")))
     if kind == "COLUMN_REF":
@@ -335,6 +341,28 @@ def _unknown_name(code: str, column: Sequence[str], names: Mapping[str, str]) ->
     return StrategyRuleError(
         _("Strategy rule {code}: unknown name {name}; did you mean {suggestion}? A condition may use the predictions, the thresholds ({thresholds}) and the customer features.").format(
             code=code, name=".".join(column), suggestion=suggestion, thresholds=thresholds
+        )
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _is_duckdb_function(name: str) -> bool:
+    """Return whether DuckDB has a function or operator called ``name``."""
+    return bool(_parser_value("select count(*) > 0 from duckdb_functions() where function_name = ?", name))
+
+
+def _invalid_operator(code: str, operator: str) -> StrategyRuleError:
+    """Return the error for an operator DuckDB does not have, with the valid operator closest to it."""
+    suggestion = rule_constructs.closest_operator(operator)
+    if suggestion is None:
+        return StrategyRuleError(
+            _("Strategy rule {code}: invalid operator {operator}; compare with =, <>, <, <=, > or >= and compute with +, -, *, /, // or %.").format(
+                code=code, operator=operator
+            )
+        )
+    return StrategyRuleError(
+        _("Strategy rule {code}: invalid operator {operator}; did you mean {suggestion}? Compare with =, <>, <, <=, > or >= and compute with +, -, *, /, // or %.").format(
+            code=code, operator=operator, suggestion=suggestion
         )
     )
 
@@ -618,15 +646,7 @@ def set_rule(con: duckdb.DuckDBPyConnection, code: str, **changes: object) -> St
         required = [column for column in ("priority", "condition", "label_en", "channel", "action") if column not in changes]
         if required:
             suggestion = closest_name(code, [rule.code for rule in rules])
-            if suggestion is not None:
-                raise StrategyRuleError(
-                    _("Strategy rule {code} does not exist; did you mean {suggestion}? A new rule needs {columns}.").format(
-                        code=code, suggestion=suggestion, columns=", ".join(required)
-                    )
-                )
-            raise StrategyRuleError(
-                _("Strategy rule {code} does not exist; a new rule needs {columns}.").format(code=code, columns=", ".join(required))
-            )
+            raise IncompleteRuleError(incomplete_rule_message(code, required, suggestion), code, required, suggestion)
         values = {"label_zh": changes.get("label_en"), "rationale": "", **changes, "code": code}
         updated = StrategyRule(**values)
     new_rules = [updated if rule.code == code else rule for rule in rules]
@@ -647,6 +667,15 @@ def set_rule(con: duckdb.DuckDBPyConnection, code: str, **changes: object) -> St
         con.execute("rollback")
         raise
     return updated
+
+
+def incomplete_rule_message(code: str, required: Sequence[str], suggestion: str | None) -> str:
+    """Return the error for a new rule ``code`` without ``required``, which are column or option names."""
+    if suggestion is not None:
+        return _("Strategy rule {code} does not exist; did you mean {suggestion}? A new rule needs {columns}.").format(
+            code=code, suggestion=suggestion, columns=", ".join(required)
+        )
+    return _("Strategy rule {code} does not exist; a new rule needs {columns}.").format(code=code, columns=", ".join(required))
 
 
 def delete_rule(con: duckdb.DuckDBPyConnection, code: str) -> None:
