@@ -35,11 +35,11 @@ ENGLISH_SENTENCE = re.compile(r"(?<![\w./'\-])[A-Za-z][a-z]+(?:,? [a-z]+){2,}(?!
 UNTRANSLATED_LINE = re.compile(r"^\W*(用法：|with |select |from |where |order by |group by |limit |\))")
 
 
-def run_duckmkt(*args, lang: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_duckmkt(*args, lang: str, timeout: float = 600, columns: int = 200) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key not in ("LC_ALL", "LC_MESSAGES", "LANGUAGE")}
     env["LANG"] = lang
     # A wide terminal keeps Rich from wrapping help text mid-sentence.
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = str(columns)
     return subprocess.run(
         [sys.executable, "-m", "duckmkt", *map(str, args)],
         capture_output=True,
@@ -82,6 +82,47 @@ def command_paths() -> list[tuple[str, ...]]:
     return paths
 
 
+def chinese_commands() -> dict[tuple[str, ...], typer.core.TyperCommand]:
+    """Return every command and command group by path, built with Chinese help text."""
+    activate_language("zh")
+    commands = {}
+
+    def walk(command, prefix: tuple[str, ...]) -> None:
+        commands[prefix] = command
+        for name, subcommand in getattr(command, "commands", {}).items():
+            walk(subcommand, (*prefix, name))
+
+    walk(typer.main.get_command(build_app()), ())
+    return commands
+
+
+def expected_help_texts(command) -> list[str]:
+    """Return the texts that the help of ``command`` must show in full.
+
+    These are each visible parameter's help and shown default, and the first
+    paragraph of each visible subcommand's help.
+    """
+    texts = []
+    for param in command.params:
+        if getattr(param, "hidden", False):
+            continue
+        if getattr(param, "help", None):
+            texts.append(param.help)
+        # Typer shows no default that is None, and none for a flag without a
+        # --no- form, which every duckmkt flag is.
+        if param.default is not None and not getattr(param, "is_bool_flag", False):
+            texts.append(f"[默认值：{param.default}]")
+    for subcommand in getattr(command, "commands", {}).values():
+        if not subcommand.hidden:
+            texts.append((subcommand.short_help or subcommand.help or "").split("\n\n")[0])
+    return texts
+
+
+def without_layout(text: str) -> str:
+    """Return ``text`` without whitespace and panel borders, so that a help text wrapped over table rows reads as one run."""
+    return re.sub(r"[\s│]", "", text)
+
+
 def test_english_sentence_pattern_finds_prose():
     assert english_sentences("Scored the customers into the table.") == ["Scored the customers into the table"]
     assert english_sentences("已为 12 位客户打分并写入 mkt.customer_scores。") == []
@@ -112,6 +153,21 @@ def test_help_of_every_command_in_locale(language):
             assert "Show this message and exit." not in result.stdout, path
             assert "Usage:" not in result.stdout, path
             assert "用法：" in result.stdout, path
+
+
+def test_chinese_help_at_80_columns_complete():
+    commands = chinese_commands()
+    paths = list(commands)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda path: run_duckmkt(*path, "--help", lang=LOCALES["zh"], columns=80), paths))
+
+    for path, result in zip(paths, results):
+        assert result.returncode == 0, (path, result.stderr)
+        # Rich ends a text it cuts off with an ellipsis.
+        assert "…" not in result.stdout, (path, result.stdout)
+        help_page = without_layout(result.stdout)
+        for text in expected_help_texts(commands[path]):
+            assert without_layout(text) in help_page, (path, text, result.stdout)
 
 
 @pytest.mark.train

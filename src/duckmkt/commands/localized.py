@@ -13,18 +13,26 @@ here. They write the usage line with a translated prefix, translate the
 parsing, from its type and fields, in the active language. They also show
 a boolean flag without the value type that Typer's Rich help prints for every
 option (``--debug <bool>``), as Typer's plain help and Click already do.
+Their Rich help folds a help text that has no space to break at, such as a
+Chinese sentence, instead of cutting it off.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from difflib import get_close_matches
+from typing import TYPE_CHECKING
 
 import typer
 from typer import _click
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from duckmkt.i18n import _
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 _UsageError = _click.exceptions.UsageError
 
@@ -42,6 +50,50 @@ def show_as_flag(param: _click.Parameter) -> None:
     # another class, so the instance's class is switched after the fact.
     if type(param) is TyperOption and param.is_bool_flag:
         param.__class__ = FlagOption
+
+
+@contextmanager
+def folding_help_text() -> Iterator[None]:
+    """Make Typer's Rich help fold a help text that is wider than its column instead of cutting it off."""
+    # Rich (15.0) wraps Text only at whitespace. A word wider than its table
+    # cell is cut and ends in "…", because a table column's overflow defaults
+    # to "ellipsis" and Typer 0.29 sets no overflow on the Texts of an option's
+    # or a command's help. A Chinese sentence has no spaces, so all of it is
+    # one such word. With overflow "fold", Rich breaks that word at the cell
+    # edge, and English text still wraps at its spaces. Typer builds these
+    # Texts in two module-level functions and offers no hook for them, so both
+    # are wrapped while the help is written.
+    # NOTE: a fold may start a line with a punctuation mark such as "。" or
+    # "、", which CJK line-breaking rules avoid.
+
+    # typer.rich_utils imports Rich, so it is imported here and not at the
+    # top: importing the CLI then does not import Rich.
+    from typer import rich_utils
+
+    originals = {name: getattr(rich_utils, name) for name in ("_get_parameter_help", "_make_command_help")}
+    for name, build in originals.items():
+        setattr(rich_utils, name, _with_folding_texts(build))
+    try:
+        yield
+    finally:
+        for name, build in originals.items():
+            setattr(rich_utils, name, build)
+
+
+def _with_folding_texts(build: Callable[..., RenderableType]) -> Callable[..., RenderableType]:
+    """Wrap ``build`` so that the Texts it returns, alone or in a Columns, fold instead of being cut."""
+    from rich.columns import Columns
+    from rich.text import Text
+
+    def build_folding(**kwargs) -> RenderableType:
+        renderable = build(**kwargs)
+        parts = renderable.renderables if isinstance(renderable, Columns) else [renderable]
+        for part in parts:
+            if isinstance(part, Text) and part.overflow is None:
+                part.overflow = "fold"
+        return renderable
+
+    return build_folding
 
 
 class _LocalizedCommandMixin:
@@ -62,6 +114,10 @@ class _LocalizedCommandMixin:
     def format_usage(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         pieces = self.collect_usage_pieces(ctx)
         formatter.write_usage(ctx.command_path, " ".join(pieces), prefix=_("Usage: "))
+
+    def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        with folding_help_text():
+            super().format_help(ctx, formatter)
 
     def parse_args(self, ctx: _click.Context, args: list[str]) -> list[str]:
         try:
