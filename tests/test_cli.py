@@ -631,7 +631,8 @@ def test_warn_far_worse_than_baseline_names_metric(caplog):
         flagged = warn_far_worse_than_baseline(comparison)
 
     assert flagged == ["spend_mae"]
-    assert "spend_mae of the model is 14.5 times the baseline's (5,369.67 against 369.30)" in caplog.text
+    assert "The model's spend_mae 14.5 times the baseline's (5,369.67 against 369.30)" in caplog.text
+    assert "skip this one unless you name it with --model" in caplog.text
     assert "more epochs" in caplog.text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -373,3 +374,35 @@ def test_resolve_model_dir_from_registry_table(small_db_copy, trained_model_dir,
 
     assert newest == trained_model_dir
     assert named == trained_model_dir
+
+
+def copy_with_spend_error(source, target, times_baseline: float) -> None:
+    """Copy a trained version to ``target`` with its validation spend_mae set to a multiple of the baseline's."""
+    shutil.copytree(source, target)
+    metadata = json.loads((target / "metadata.json").read_text(encoding="utf-8"))
+    metadata["metrics"]["spend_mae"] = metadata["baselines"]["spend_mae"] * times_baseline
+    (target / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+
+
+def test_resolve_model_dir_skips_untrained_newest(trained_model_dir, tmp_path, caplog):
+    root = tmp_path / "customer"
+    shutil.copytree(trained_model_dir, root / "20200101T000000Z")
+    copy_with_spend_error(trained_model_dir, root / "20990101T000000Z", times_baseline=15)
+
+    with caplog.at_level("WARNING"):
+        chosen = resolve_model_dir(models_dir=tmp_path, name="customer")
+
+    assert chosen == root / "20200101T000000Z"
+    assert "Version 20990101T000000Z of model customer is not usable (spend_mae 15.0 times the baseline's" in caplog.text
+    assert "so version 20200101T000000Z is used" in caplog.text
+
+
+def test_resolve_model_dir_only_untrained_version_warns(trained_model_dir, tmp_path, caplog):
+    root = tmp_path / "customer"
+    copy_with_spend_error(trained_model_dir, root / "20990101T000000Z", times_baseline=4)
+
+    with caplog.at_level("WARNING"):
+        chosen = resolve_model_dir(models_dir=tmp_path, name="customer")
+
+    assert chosen == root / "20990101T000000Z"
+    assert "and no older version is; scoring with it anyway" in caplog.text

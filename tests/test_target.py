@@ -135,15 +135,18 @@ def test_target_customers_without_scores(small_db_copy):
         con.close()
 
 
-def test_target_command_prints_plan(scored_db):
+def test_target_command_prints_plan(scored_db, caplog):
     activate_language("en")
     app = typer.Typer()
     actions.register(app)
-    result = CliRunner().invoke(app, ["target", str(scored_db), "--budget", "100", "--cost-per-contact", "2"])
+    with caplog.at_level("WARNING"):
+        result = CliRunner().invoke(app, ["target", str(scored_db), "--budget", "100", "--cost-per-contact", "2"])
 
     assert result.exit_code == 0, result.output
     assert "expected net value" in result.output
     assert "mkt.target_customers(100.0, 2.0, 0.3)" in result.output
+    # The shipped rules' actions are all valued or mean no contact.
+    assert "has no row in mkt.action_effects" not in caplog.text
 
 
 def test_target_command_invalid_budget_is_one_error_line(scored_db):

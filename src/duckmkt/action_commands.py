@@ -195,6 +195,8 @@ def actions_without_effects(con) -> list[tuple[str, str, int]]:
         from mkt.customer_scores as scores
         join mkt.strategy_rules as rules on rules.code = scores.strategy
         where rules.action is not null
+            -- The shipped no_action rule's action means "do not contact", which has no lift to value.
+            and rules.action <> 'no_contact'
             and rules.action not in (select action from mkt.action_effects)
         group by rules.code, rules.action
         order by rules.code

@@ -299,23 +299,19 @@ def print_training_result(result, seconds: float) -> None:
     echo(_("Model saved to {path} in {seconds:.0f} s.").format(path=result.model_dir, seconds=seconds))
 
 
-# An error metric this many times the baseline's means the head has not
-# learned: a model stopped after a few epochs can predict spend in the millions.
-FAR_WORSE_RATIO = 3.0
-ERROR_METRICS = ("purchase_log_loss", "spend_mae", "spend_rmse", "churn_log_loss", "purchases_mae")
-
-
 def warn_far_worse_than_baseline(comparison: list[tuple[str, float, float, bool]]) -> list[str]:
-    """Warn about each error metric at least FAR_WORSE_RATIO times the baseline's; return those metrics."""
-    far_worse = []
-    for metric, model_value, baseline_value, _better in comparison:
-        if metric in ERROR_METRICS and baseline_value > 0 and model_value >= FAR_WORSE_RATIO * baseline_value:
-            far_worse.append(metric)
-            logger.warning(
-                _("%s of the model is %s times the baseline's (%s against %s), so its predictions are not usable; train again with more epochs (the default is 200, with early stopping) before scoring with this model."),
-                metric, f"{model_value / baseline_value:,.1f}", f"{model_value:,.2f}", f"{baseline_value:,.2f}",
-            )
-    return far_worse
+    """Warn when an error metric is at least FAR_WORSE_RATIO times the baseline's (see ``model_checks``); return those metrics."""
+    from duckmkt import model_checks
+
+    metrics = {metric: model_value for metric, model_value, _baseline, _better in comparison}
+    baselines = {metric: baseline_value for metric, _model, baseline_value, _better in comparison}
+    far_worse = model_checks.far_worse_metrics(metrics, baselines)
+    if far_worse:
+        logger.warning(
+            _("The model's %s, so its predictions are not usable. Commands that pick the newest version skip this one unless you name it with --model; train again with more epochs (the default is 200, with early stopping)."),
+            model_checks.describe(far_worse),
+        )
+    return [metric for metric, _model, _baseline in far_worse]
 
 
 def score_command(

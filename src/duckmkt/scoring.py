@@ -27,8 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from duckmkt import registry
-from duckmkt import explain, strategy
+from duckmkt import explain, model_checks, registry, strategy
 from duckmkt.errors import FeatureError, ModelError
 from duckmkt.i18n import _
 from duckmkt.recommend.scoring import register_recommender
@@ -119,7 +118,35 @@ def resolve_model_dir(
         if recorded is not None:
             return recorded
         raise ModelError(_("No trained model found under {root}; run 'duckmkt train DB' first.").format(root=root))
-    return versions[-1]
+    return _newest_usable(versions, name)
+
+
+def _newest_usable(versions: list[Path], name: str) -> Path:
+    """Return the newest of ``versions`` whose heads beat their checks (``model_checks``), else the newest; warn when one is skipped."""
+    newest_failed = _failed_checks(versions[-1])
+    if not newest_failed:
+        return versions[-1]
+    usable = next((path for path in reversed(versions[:-1]) if not _failed_checks(path)), None)
+    if usable is None:
+        logger.warning(
+            _("Version %s of model %s is not usable (%s), and no older version is; scoring with it anyway. Train again with more epochs."),
+            versions[-1].name, name, model_checks.describe(newest_failed),
+        )
+        return versions[-1]
+    logger.warning(
+        _("Version %s of model %s is not usable (%s), so version %s is used; name the newer one with --model to use it anyway."),
+        versions[-1].name, name, model_checks.describe(newest_failed), usable.name,
+    )
+    return usable
+
+
+def _failed_checks(model_dir: Path) -> list[tuple[str, float, float]]:
+    """Return the failed metric checks recorded in a version's metadata.json (none for a file that cannot be read)."""
+    try:
+        metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return model_checks.far_worse_metrics(metadata.get("metrics") or {}, metadata.get("baselines") or {})
 
 
 def _recorded_model_dir(con: duckdb.DuckDBPyConnection | None, name: str, version: str | None) -> Path | None:
@@ -354,6 +381,13 @@ def register(
 
         register_response(con, scorer)
         return scorer
+    failed = model_checks.far_worse_metrics(scorer.metadata.get("metrics") or {}, scorer.metadata.get("baselines") or {})
+    if failed and model is not None:
+        # A version picked by default was checked in resolve_model_dir.
+        logger.warning(
+            _("Version %s of model %s is not usable (%s); its scores are not reliable. Train again with more epochs."),
+            scorer.version, scorer.metadata.get("name"), model_checks.describe(failed),
+        )
     scorer.rules = strategy.RuleEvaluator(con, scorer.metadata["strategy_thresholds"], scorer.feature_names)
     strategy.compile_rules_if_writable(con, scorer.metadata["strategy_thresholds"], scorer.version, scorer.feature_names)
     scorer.warm_up()
