@@ -699,3 +699,21 @@ def test_load_missing_column_names_closest_preset(runner, tmp_path, small_orders
 
     assert result.exit_code == 1
     assert "the closest, online_retail, also needs CustomerID" in result.output
+
+
+def test_explain_mistyped_models_dir_notes_recorded_folder(runner, recorded_db, trained_model_dir, tmp_path):
+    missing = tmp_path / "modles"
+
+    result = invoke(runner, "explain", recorded_db, "--models-dir", missing)
+
+    assert result.exit_code == 0, result.output
+    assert f"{missing} has no version {trained_model_dir.name} of model customer" in result.output
+
+
+def test_score_missing_models_folder_is_named(runner, small_db_copy, tmp_path):
+    missing = tmp_path / "modles"
+
+    result = invoke(runner, "score", small_db_copy, "--models-dir", missing)
+
+    assert result.exit_code == 1
+    assert f"The models folder {missing} does not exist" in result.output

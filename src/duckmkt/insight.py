@@ -33,12 +33,15 @@ def echo(text: str = "") -> None:
 def _open(db: Path, model: str | None, name: str, models_dir: Path):
     from duckmkt.scoring import register
 
+    from duckmkt.pipeline import note_recorded_model_folder
+
     con = connect_database(db, create=False)
     try:
         scorer = register(con, model, models_dir=models_dir, name=name)
     except Exception:
         con.close()
         raise
+    note_recorded_model_folder(scorer, model, models_dir, name)
     return con, scorer
 
 

@@ -363,8 +363,13 @@ def _print_model_folder(scorer, model: str | None, models_dir: Path, name: str) 
             name=scorer.metadata.get("name"), version=scorer.version, folder=folder
         )
     )
+    note_recorded_model_folder(scorer, model, models_dir, name)
+
+
+def note_recorded_model_folder(scorer, model: str | None, models_dir: Path, name: str) -> None:
+    """Print a note when the model's folder is not under ``models_dir``: it came from ``mkt.models``."""
     given_folder = model is not None and Path(model).is_dir()
-    if not given_folder and folder.parent.resolve() != (Path(models_dir) / name).resolve():
+    if not given_folder and scorer.model_dir.absolute().parent.resolve() != (Path(models_dir) / name).resolve():
         echo(
             _("{models_dir} has no version {version} of model {name}, so the folder recorded in mkt.models is used.").format(
                 models_dir=models_dir, version=scorer.version, name=name

@@ -117,6 +117,12 @@ def resolve_model_dir(
         recorded = _recorded_model_dir(con, name, None)
         if recorded is not None:
             return recorded
+        if not Path(models_dir).is_dir():
+            raise ModelError(
+                _("The models folder {models_dir} does not exist; check --models-dir, or run 'duckmkt train DB' first.").format(
+                    models_dir=models_dir
+                )
+            )
         raise ModelError(_("No trained model found under {root}; run 'duckmkt train DB' first.").format(root=root))
     return _newest_usable(versions, name)
 
