@@ -581,13 +581,13 @@ def test_quality_report_accounts_for_every_line(runner, tmp_path, small_orders_c
 
     assert result.exit_code == 0, result.output
     con = duckdb.connect(str(db), read_only=True)
-    n_lines, n_customers = con.execute(
-        "select count(*), count(distinct customer_id) from mkt.stg_order_lines"
+    n_lines, n_customers, n_buyers = con.execute(
+        "select count(*), count(distinct customer_id), count(distinct customer_id) filter (where line_status = 'sale') from mkt.stg_order_lines"
     ).fetchall()[0]
     statuses = con.execute("select line_status, count(*) from mkt.stg_order_lines group by all").fetchall()
     n_products = con.execute("select count(*) from mkt.stg_products").fetchall()[0][0]
     con.close()
-    assert f"Order lines read: {n_lines:,} ({n_customers:,} customers)." in result.output
+    assert f"Order lines read: {n_lines:,} ({n_customers:,} customers, {n_buyers:,} of them with a sale line;" in result.output
     for status, count in statuses:
         assert re.search(rf"^{status}\s.*\s{count:,}$", result.output, re.MULTILINE), status
     assert re.search(r"^orders\s+invalid_date\s+2$", result.output, re.MULTILINE)

@@ -41,6 +41,8 @@ class QualityReport:
     """The counts ``duckmkt quality`` prints, read from one database."""
 
     checks: list[tuple[str, int]]
+    # Customers with at least one sale line: only they get features and scores.
+    customers_with_sale: int
     statuses: dict[str, int]
     rejected: list[tuple[str, str, int]]
     sources: list[tuple[str, int, int, str]]
@@ -68,14 +70,19 @@ def read_quality(con: duckdb.DuckDBPyConnection) -> QualityReport:
         if n_loaded:
             n_kept = con.execute(f"select count(*) from {staging_view}").fetchall()[0][0]
             sources.append((kind, n_loaded, n_kept, note))
-    return QualityReport(checks=checks, statuses=statuses, rejected=rejected, sources=sources)
+    customers_with_sale = con.execute(
+        "select count(distinct customer_id) from mkt.stg_order_lines where line_status = 'sale'"
+    ).fetchall()[0][0]
+    return QualityReport(
+        checks=checks, customers_with_sale=customers_with_sale, statuses=statuses, rejected=rejected, sources=sources
+    )
 
 
 def format_quality(report: QualityReport, status_description) -> str:
     """Return the report as text; ``status_description`` gives the English meaning of a line status."""
     parts = [
-        _("Order lines read: {rows} ({customers} customers).").format(
-            rows=f"{report.rows_read:,}", customers=f"{report.customers:,}"
+        _("Order lines read: {rows} ({customers} customers, {with_sale} of them with a sale line; only those get features and scores).").format(
+            rows=f"{report.rows_read:,}", customers=f"{report.customers:,}", with_sale=f"{report.customers_with_sale:,}"
         ),
         "",
         _("Each line has one status; the statuses add up to the lines read:"),
