@@ -620,15 +620,11 @@ def test_score_summary_shows_edited_rule_labels(runner, small_db_copy, trained_m
 def test_warn_far_worse_than_baseline_names_metric(caplog):
     from duckmkt.pipeline import warn_far_worse_than_baseline
 
-    comparison = [
-        ("purchase_auc", 0.5, 0.75, False),
-        ("spend_mae", 5369.67, 369.30, False),
-        ("spend_rmse", 2049.0, 1843.0, False),
-        ("churn_log_loss", 0.55, 0.60, True),
-    ]
+    metrics = {"purchase_auc": 0.5, "spend_mae": 5369.67, "spend_rmse": 2049.0, "churn_log_loss": 0.55}
+    baselines = {"purchase_auc": 0.75, "spend_mae": 369.30, "spend_rmse": 1843.0, "churn_log_loss": 0.60}
 
     with caplog.at_level("WARNING"):
-        flagged = warn_far_worse_than_baseline(comparison)
+        flagged = warn_far_worse_than_baseline(metrics, baselines)
 
     assert flagged == ["spend_mae"]
     assert "The model's spend_mae 14.5 times the baseline's (5,369.67 against 369.30)" in caplog.text

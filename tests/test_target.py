@@ -135,12 +135,17 @@ def test_target_customers_without_scores(small_db_copy):
         con.close()
 
 
-def test_target_command_prints_plan(scored_db, caplog):
+def invoke_target(scored_db):
+    """Run `duckmkt target DB --budget 100 --cost-per-contact 2` in English; return the result."""
     activate_language("en")
     app = typer.Typer()
     actions.register(app)
+    return CliRunner().invoke(app, ["target", str(scored_db), "--budget", "100", "--cost-per-contact", "2"])
+
+
+def test_target_command_prints_plan(scored_db, caplog):
     with caplog.at_level("WARNING"):
-        result = CliRunner().invoke(app, ["target", str(scored_db), "--budget", "100", "--cost-per-contact", "2"])
+        result = invoke_target(scored_db)
 
     assert result.exit_code == 0, result.output
     assert "expected net value" in result.output
@@ -239,12 +244,9 @@ def test_target_command_warns_about_action_without_effects(scored_db, trained_mo
     write_customer_scores(con)
     n_scored = con.execute("select count(*) from mkt.customer_scores where strategy = 'retention'").fetchall()[0][0]
     con.close()
-    activate_language("en")
-    app = typer.Typer()
-    actions.register(app)
 
     with caplog.at_level("WARNING"):
-        result = CliRunner().invoke(app, ["target", str(scored_db), "--budget", "100", "--cost-per-contact", "2"])
+        result = invoke_target(scored_db)
 
     assert result.exit_code == 0, result.output
     assert n_scored > 0

@@ -21,6 +21,7 @@ flag_counts as (
         count(*) filter (where is_non_product) as non_product_lines,
         count(distinct order_id) filter (where upper(order_id) like 'A%') as adjustment_orders,
         count(distinct customer_id) as distinct_customers,
+        count(distinct customer_id) filter (where line_status = 'sale') as customers_with_sale,
     from order_lines
 ),
 

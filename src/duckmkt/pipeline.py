@@ -293,18 +293,16 @@ def print_training_result(result, seconds: float) -> None:
     ]
     echo(format_table([_("metric"), _("model"), _("baseline"), _("model better")], rows))
     echo(_("Baselines: logistic regression on RFM for purchase and churn; spend in the previous window of the same length for spend."))
-    warn_far_worse_than_baseline(result.comparison())
+    warn_far_worse_than_baseline(result.metrics, result.baselines)
     echo(_("ONNX Runtime matches Keras within {difference:.2g}.").format(difference=result.parity_max_abs_diff))
     echo()
     echo(_("Model saved to {path} in {seconds:.0f} s.").format(path=result.model_dir, seconds=seconds))
 
 
-def warn_far_worse_than_baseline(comparison: list[tuple[str, float, float, bool]]) -> list[str]:
+def warn_far_worse_than_baseline(metrics: dict[str, float], baselines: dict[str, float]) -> list[str]:
     """Warn when an error metric is at least FAR_WORSE_RATIO times the baseline's (see ``model_checks``); return those metrics."""
     from duckmkt import model_checks
 
-    metrics = {metric: model_value for metric, model_value, _baseline, _better in comparison}
-    baselines = {metric: baseline_value for metric, _model, baseline_value, _better in comparison}
     far_worse = model_checks.far_worse_metrics(metrics, baselines)
     if far_worse:
         logger.warning(
